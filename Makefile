@@ -1,0 +1,68 @@
+# Pneumonia detection in chest X-rays — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Variables: DATA=PATH (an existing copy of the dataset, folder or Kaggle .zip), PROFILE=full|smoke
+DATA ?=
+PROFILE ?= full
+STAMP := $(VENV)/.installed
+
+export PYTHONUNBUFFERED := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help setup data split reproduce test test-code test-data lab lock clean
+
+## Show this help.
+help:
+	@awk 'BEGIN {FS = ":.*"} /^## / {doc = substr($$0, 4); next} /^[a-zA-Z_-]+:/ && doc {printf "  %-12s %s\n", $$1, doc; doc = ""} !/^## / {doc = ""}' $(MAKEFILE_LIST)
+	@echo "  Variables: DATA=PATH (existing copy of the dataset), PROFILE=full|smoke (default full)"
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $@
+
+## Create .venv (Python 3.11) with the pinned dependencies and the package in editable mode.
+setup: $(STAMP)
+
+## Copy and verify the dataset into data/raw (DATA=PATH, else an existing copy, else Kaggle).
+data: $(STAMP)
+	$(BIN)/pneumonia data fetch $(if $(DATA),--source "$(DATA)")
+
+## Carve the patient-grouped validation split into data/processed/splits.csv.
+split: $(STAMP)
+	$(BIN)/pneumonia data split
+
+## Run every notebook in order with papermill; executed copies go to reports/notebooks/.
+reproduce: $(STAMP)
+	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
+
+## Run all tests (code, notebooks; data tests need DATA=PATH, and CI=true makes a missing dataset fail).
+test: $(STAMP)
+	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests
+
+## Run the fast tests on synthetic data only.
+test-code: $(STAMP)
+	$(BIN)/python -m pytest tests/code
+
+## Run the real dataset's contract tests (DATA=PATH).
+test-data: $(STAMP)
+	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests/data
+
+## Start JupyterLab on the notebooks.
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+## Rewrite requirements.lock from the current .venv.
+lock: $(STAMP)
+	{ sed -n '1,2p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+## Remove .venv and caches (data/, models/ and reports/ are kept).
+clean:
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,83 @@
+"""The ``pneumonia`` command line.
+
+    pneumonia data fetch [--source PATH] [--dest DIR]
+    pneumonia data split [--data DIR] [--out FILE] [--val-fraction F] [--seed S]
+    pneumonia data synthetic DEST [--seed S] [--image-size N]
+    pneumonia reproduce [--profile full|smoke] [--data PATH] [--only NN ...]
+
+Errors the user can fix print one line (``error: ...``) and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pneumonia import config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pneumonia", description="Pneumonia detection in chest X-rays.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="get, verify and split the dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+
+    fetch = data_commands.add_parser("fetch", help="copy and verify the dataset (folder, zip or Kaggle)")
+    fetch.add_argument("--source", type=Path, help="a folder or .zip laid out like the Kaggle archive")
+    fetch.add_argument("--dest", type=Path, default=None, help=f"where to put it (default {config.RAW_DIR})")
+    fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    split = data_commands.add_parser("split", help="carve a patient-grouped validation split from train")
+    split.add_argument("--data", type=Path, default=None, help=f"fetched data folder (default {config.RAW_DIR})")
+    split.add_argument("--out", type=Path, default=None, help=f"split table (default {config.SPLITS_CSV})")
+    split.add_argument("--val-fraction", type=float, default=0.12, help="share of train patients (default 0.12)")
+    split.add_argument("--seed", type=int, default=42)
+
+    synthetic = data_commands.add_parser("synthetic", help="write a small synthetic dataset (for tests and smoke runs)")
+    synthetic.add_argument("dest", type=Path)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--image-size", type=int, default=64)
+
+    reproduce = commands.add_parser("reproduce", help="run the numbered notebooks in order with papermill")
+    reproduce.add_argument("--profile", choices=["full", "smoke"], default="full")
+    reproduce.add_argument("--data", type=Path, default=None, help="an existing copy of the dataset (folder or zip)")
+    reproduce.add_argument("--only", nargs="+", default=None, help="notebook numbers or stems to run, e.g. 01 02")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Imported here so that `pneumonia --help` stays instant.
+    from pneumonia.data import DataError
+    from pneumonia.reproduce import NotebookFailed
+
+    try:
+        if args.command == "data" and args.data_command == "fetch":
+            from pneumonia.data import fetch
+
+            fetch(args.source, args.dest, progress=not args.no_progress)
+        elif args.command == "data" and args.data_command == "split":
+            from pneumonia.split import split_data
+
+            split_data(args.data, args.out, val_fraction=args.val_fraction, seed=args.seed)
+        elif args.command == "data" and args.data_command == "synthetic":
+            from pneumonia.synthetic import make_synthetic_dataset
+
+            print(f"wrote {make_synthetic_dataset(args.dest, image_size=args.image_size, seed=args.seed)}")
+        elif args.command == "reproduce":
+            from pneumonia.reproduce import run
+
+            run(profile=args.profile, data=args.data, only=args.only)
+    except (DataError, NotebookFailed, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Tables and figures for the exploratory analysis (notebook 02).
+
+Image sizes and colour modes come from the manifest that ingest wrote, so nothing here decodes an
+image except the sample grid.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from PIL import Image
+from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
+
+from pneumonia import config
+
+SPLIT_ORDER = ["train", "val", "test", "kaggle_val"]
+
+
+def class_counts(splits: pd.DataFrame) -> pd.DataFrame:
+    """Images per split (rows) and class (columns), with totals and the PNEUMONIA:NORMAL ratio."""
+    table = pd.crosstab(splits["split"], splits["label"]).reindex(columns=list(config.CLASS_NAMES), fill_value=0)
+    table = table.reindex([s for s in SPLIT_ORDER if s in table.index])
+    table["total"] = table.sum(axis=1)
+    table["pneumonia_share"] = (table["PNEUMONIA"] / table["total"]).round(3)
+    table["imbalance_ratio"] = (table["PNEUMONIA"] / table["NORMAL"].replace(0, np.nan)).round(2)
+    return table
+
+
+def majority_baseline(splits: pd.DataFrame, split: str = "test") -> dict:
+    """What answering PNEUMONIA for every image scores on ``split``: the floor any model must beat."""
+    truth = (splits.loc[splits["split"] == split, "label"] == "PNEUMONIA").astype(int).to_numpy()
+    always = np.ones_like(truth)
+    return {
+        "split": split,
+        "accuracy": float(accuracy_score(truth, always)),
+        "sensitivity": float(recall_score(truth, always, pos_label=1, zero_division=0)),
+        "specificity": float(recall_score(truth, always, pos_label=0, zero_division=0)),
+        "roc_auc": float(roc_auc_score(truth, np.full(len(truth), 0.5))) if len(set(truth)) > 1 else None,
+    }
+
+
+def image_properties(manifest: dict) -> pd.DataFrame:
+    """One row per image: split, label, width, height, aspect ratio, colour mode, file size."""
+    frame = pd.DataFrame(manifest["files"])[["path", "split", "label", "width", "height", "mode", "bytes"]]
+    frame["aspect_ratio"] = (frame["width"] / frame["height"]).round(3)
+    return frame
+
+
+def images_per_patient(splits: pd.DataFrame) -> pd.DataFrame:
+    """Images per patient, one row per (split, label, patient)."""
+    return splits.groupby(["split", "label", "patient"]).size().rename("images").reset_index()
+
+
+def plot_class_counts(splits: pd.DataFrame):
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    order = [s for s in SPLIT_ORDER if s in set(splits["split"])]
+    sns.countplot(data=splits, x="split", hue="label", order=order, hue_order=list(config.CLASS_NAMES), ax=axis)
+    for container in axis.containers:
+        axis.bar_label(container, fontsize=8)
+    axis.set(title="Images per split and class", xlabel="split", ylabel="images")
+    return figure
+
+
+def plot_image_properties(properties: pd.DataFrame):
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    sns.scatterplot(data=properties, x="width", y="height", hue="label", s=8, alpha=0.5, ax=axes[0],
+                    hue_order=list(config.CLASS_NAMES))
+    axes[0].set_title("Image size (px)")
+    sns.histplot(data=properties, x="aspect_ratio", hue="label", bins=40, element="step", ax=axes[1],
+                 hue_order=list(config.CLASS_NAMES))
+    axes[1].set_title("Aspect ratio (width / height)")
+    modes = properties.groupby(["mode", "label"]).size().rename("images").reset_index()
+    sns.barplot(data=modes, x="mode", y="images", hue="label", ax=axes[2], hue_order=list(config.CLASS_NAMES))
+    axes[2].set_title("Colour mode")
+    figure.tight_layout()
+    return figure
+
+
+def plot_images_per_patient(per_patient: pd.DataFrame):
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    data = per_patient[per_patient["split"].isin(["train", "val"])]
+    sns.histplot(data=data, x="images", hue="label", discrete=True, multiple="dodge", shrink=0.8, ax=axis,
+                 hue_order=list(config.CLASS_NAMES))
+    axis.set(title="Images per patient (train + validation)", xlabel="images of one patient", ylabel="patients")
+    return figure
+
+
+def plot_sample_grid(splits: pd.DataFrame, per_class: int = 6, split: str = "train", seed: int = 0):
+    """A row of random ``split`` images per class."""
+    figure, axes = plt.subplots(len(config.CLASS_NAMES), per_class, figsize=(2.2 * per_class, 4.8))
+    for row, label in enumerate(config.CLASS_NAMES):
+        pool = splits[(splits["split"] == split) & (splits["label"] == label)]
+        sample = pool.sample(n=min(per_class, len(pool)), random_state=seed)
+        for column, axis in enumerate(axes[row]):
+            axis.axis("off")
+            if column < len(sample):
+                item = sample.iloc[column]
+                with Image.open(item["filepath"]) as image:
+                    axis.imshow(image.convert("L"), cmap="gray")
+                axis.set_title(f"{label}\n{item['patient']}", fontsize=8)
+    figure.suptitle(f"Random {split} images per class")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,88 @@
+"""Run the numbered notebooks in order with papermill (``make reproduce``).
+
+Parameters come from ``params/<profile>.yaml`` (one mapping per notebook, keyed by its file stem),
+then from the caller (``data`` becomes notebook 01's ``source``). Each executed notebook is written
+to a temporary folder and moved into ``reports/notebooks/`` only when it succeeded, so a failure
+leaves the previous executed copy in place; the run stops at the first failing notebook and names
+it and the failing cell.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import papermill
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from pneumonia import config
+
+PROFILES = ("full", "smoke")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook and the cell."""
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN-name.ipynb``), in order; ``only`` keeps those whose number or stem is listed."""
+    found = sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+    if only:
+        found = [nb for nb in found if nb.stem in only or nb.stem[:2] in only]
+    return found
+
+
+def load_parameters(profile: str = "full") -> dict[str, dict]:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    path = config.PARAMS_DIR / f"{profile}.yaml"
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def run(
+    profile: str = "full",
+    data: Path | str | None = None,
+    only: list[str] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Execute the notebooks; return the executed copies written to ``reports/notebooks``."""
+    parameters = load_parameters(profile)
+    if data is not None:
+        parameters.setdefault("01-download", {})["source"] = str(Path(data).expanduser().resolve())
+    selected = notebooks(only)
+    if not selected:
+        raise NotebookFailed(f"no notebooks matched {only} in {config.NOTEBOOKS_DIR}")
+    config.EXECUTED_NOTEBOOKS_DIR.mkdir(parents=True, exist_ok=True)
+    staging = config.REPORTS_DIR / ".tmp-notebooks"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    written = []
+    try:
+        for notebook in selected:
+            values = parameters.get(notebook.stem, {})
+            print(f"==> {notebook.name} ({profile}) {values or ''}", flush=True)
+            started = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(staging / notebook.name),
+                    parameters=values,
+                    kernel_name="python3",
+                    progress_bar=progress,
+                    log_output=True,
+                    cwd=str(config.NOTEBOOKS_DIR),
+                )
+            except PapermillExecutionError as error:
+                raise NotebookFailed(
+                    f"{notebook.name} failed in cell [{error.exec_count}] (cell index {error.cell_index}): "
+                    f"{error.ename}: {error.evalue}"
+                ) from None
+            target = config.EXECUTED_NOTEBOOKS_DIR / notebook.name
+            shutil.move(staging / notebook.name, target)
+            written.append(target)
+            print(f"<== {notebook.name} done in {time.perf_counter() - started:.0f} s -> {target}", flush=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

@@ -1,0 +1,67 @@
+"""The notebooks, executed end to end by papermill on the synthetic dataset (as `make reproduce` runs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from pneumonia import config, reproduce
+
+pytestmark = pytest.mark.notebook
+
+
+def _reproduce(workspace, *args):
+    env = {**os.environ, "PNEUMONIA_WORKSPACE": str(workspace)}
+    return subprocess.run(
+        [sys.executable, "-m", "pneumonia.cli", "reproduce", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_notebooks_are_stored_thin_and_parameterised():
+    found = reproduce.notebooks()
+    assert [nb.stem[:2] for nb in found] == [f"{i:02d}" for i in range(1, len(found) + 1)]
+    for path in found:
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} is stored with outputs"
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+        assert "sys.path" not in "".join(c.source for c in code), f"{path.name} edits sys.path"
+
+
+def test_smoke_chain_runs_on_synthetic_data(synthetic_source, tmp_path):
+    result = _reproduce(tmp_path, "--profile", "smoke", "--data", str(synthetic_source))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for path in reproduce.notebooks():
+        assert (tmp_path / "reports" / "notebooks" / path.name).exists()
+    for figure in ("02-class-counts", "02-image-properties", "02-images-per-patient", "02-sample-grid"):
+        assert (tmp_path / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
+    eda = json.loads((tmp_path / "reports" / "metrics" / "02-eda.json").read_text())
+    manifest = json.loads((tmp_path / "data" / "raw" / config.MANIFEST_NAME).read_text())
+    assert eda["dataset_sha256"] == manifest["dataset_sha256"]
+    n_test = sum(manifest["counts"]["test"].values())
+    assert eda["majority_baseline_test"]["accuracy"] == pytest.approx(manifest["counts"]["test"]["PNEUMONIA"] / n_test)
+    assert eda["train_val_shared_patients"] == 0
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_earlier_reports_survive(tmp_path):
+    executed = tmp_path / "reports" / "notebooks" / "01-download.ipynb"
+    executed.parent.mkdir(parents=True)
+    executed.write_text("previous run")
+    empty = tmp_path / "empty-source"
+    empty.mkdir()
+    result = _reproduce(tmp_path, "--profile", "smoke", "--data", str(empty), "--only", "01")
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: 01-download.ipynb failed in cell [") and "DataError" in last_line
+    assert executed.read_text() == "previous run"
+    assert not (tmp_path / "reports" / ".tmp-notebooks").exists()
