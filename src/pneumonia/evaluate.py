@@ -1,0 +1,176 @@
+"""Scoring a model: metrics at a threshold, bootstrap confidence intervals, the threshold itself.
+
+The threshold is always chosen on the validation split (``choose_threshold``); the official test
+split is scored with it by ``evaluate_models``, which only notebook 06 calls.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from pneumonia import config
+
+HEADLINE = ("accuracy", "roc_auc", "sensitivity", "specificity")
+
+
+def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Youden's J (sensitivity + specificity - 1) maximised on validation.
+
+    When a range of thresholds ties (common when validation AUC is near 1), take the middle of the
+    range rather than its edge, so the threshold does not sit on a single validation image.
+    """
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(y_true, y_prob, drop_intermediate=False)
+    youden = true_positive_rate - false_positive_rate
+    best = np.flatnonzero(np.isclose(youden, youden.max()))
+    # roc_curve's thresholds decrease; a J-optimal run [i, j] admits any threshold in (t[j+1], t[i]].
+    first, last = best.min(), best.max()
+    upper = min(thresholds[first], 1.0)
+    lower = thresholds[last + 1] if last + 1 < len(thresholds) else 0.0
+    return float((upper + lower) / 2)
+
+
+def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
+    """Accuracy, ROC AUC, sensitivity (PNEUMONIA recall), specificity (NORMAL recall) and more."""
+    y_true = np.asarray(y_true).astype(int)
+    y_prob = np.asarray(y_prob, dtype=float)
+    y_pred = (y_prob >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    both = len(np.unique(y_true)) == 2
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else float("nan"),
+        "sensitivity": float(recall_score(y_true, y_pred, pos_label=1, zero_division=0)),
+        "specificity": float(recall_score(y_true, y_pred, pos_label=0, zero_division=0)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "pr_auc": float(average_precision_score(y_true, y_prob)) if both else float("nan"),
+        "brier": float(brier_score_loss(y_true, y_prob)),
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "n": int(len(y_true)),
+    }
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probabilities,
+    thresholds,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Percentile 95% intervals of accuracy, ROC AUC, sensitivity and specificity.
+
+    ``probabilities`` is one array or a list of arrays (one per seed, with its own threshold in
+    ``thresholds``); each resample of the images scores every seed and averages them, so the
+    interval is that of the mean over seeds that we report.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    if np.ndim(probabilities[0]) == 0:
+        probabilities, thresholds = [probabilities], [thresholds]
+    probabilities = [np.asarray(p, dtype=float) for p in probabilities]
+    predictions = [(p >= t).astype(int) for p, t in zip(probabilities, np.atleast_1d(thresholds))]
+    rng = np.random.default_rng(seed)
+    values = {name: [] for name in HEADLINE}
+    for _ in range(resamples):
+        index = rng.integers(0, len(y_true), len(y_true))
+        truth = y_true[index]
+        positives, negatives = truth == 1, truth == 0
+        if not positives.any() or not negatives.any():
+            continue
+        scores = {name: [] for name in HEADLINE}
+        for probability, prediction in zip(probabilities, predictions):
+            predicted = prediction[index]
+            scores["accuracy"].append((predicted == truth).mean())
+            scores["sensitivity"].append(predicted[positives].mean())
+            scores["specificity"].append(1 - predicted[negatives].mean())
+            scores["roc_auc"].append(roc_auc_score(truth, probability[index]))
+        for name in HEADLINE:
+            values[name].append(np.mean(scores[name]))
+    return {f"{name}_ci95": [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in values.items()}
+
+
+def summarize_seeds(per_seed: list[dict], metrics: tuple[str, ...] = HEADLINE) -> dict:
+    """Mean and standard deviation over seeds of each metric."""
+    summary = {}
+    for name in metrics:
+        values = np.array([run[name] for run in per_seed], dtype=float)
+        summary[name] = float(values.mean())
+        summary[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return summary
+
+
+def load_sidecar(model_path: Path | str) -> dict:
+    return json.loads(Path(model_path).with_suffix(".json").read_text())
+
+
+def update_metrics_file(name: str, entry: dict, path: Path | str | None = None) -> Path:
+    """Set ``entry`` under ``name`` in ``reports/metrics.json``, keeping the other models' entries."""
+    from pneumonia.reporting import write_json
+
+    path = Path(path or config.REPORTS_DIR / "metrics.json")
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current[name] = entry
+    return write_json(path, dict(sorted(current.items())))
+
+
+def score_models(
+    name: str,
+    splits,
+    split: str = "test",
+    models_dir: Path | str | None = None,
+    resamples: int = 1000,
+    progress: bool = True,
+) -> tuple[dict, "pd.DataFrame"]:
+    """Score every seed of a published model on ``split`` at each seed's validation threshold.
+
+    Returns the ``reports/metrics.json`` entry (mean and spread over seeds, bootstrap 95% CIs,
+    thresholds, seeds, weights, data hash) and a table of per-image probabilities for the figures.
+    """
+    import keras
+    import pandas as pd
+
+    from pneumonia import preprocess
+
+    models_dir = Path(models_dir or config.MODELS_DIR)
+    published = load_sidecar(models_dir / f"{name}.keras")
+    images, labels, rows = preprocess.load_split(
+        splits, split, published["image_size"], published["channels"], progress=progress
+    )
+    inputs = images.astype("float32") / 255.0
+    per_seed, probabilities, thresholds = [], [], []
+    predictions = rows[["path", "label", "patient"]].copy()
+    for model_file in published.get("seed_models", [published["model_file"]]):
+        sidecar = load_sidecar(models_dir / model_file)
+        model = keras.models.load_model(models_dir / model_file)
+        probability = model.predict(inputs, batch_size=64, verbose=0).ravel()
+        probabilities.append(probability)
+        thresholds.append(sidecar["threshold"])
+        predictions[f"probability_seed{sidecar['seed']}"] = probability
+        per_seed.append({"seed": sidecar["seed"], "threshold": sidecar["threshold"],
+                         **binary_metrics(labels, probability, sidecar["threshold"])})
+    entry = {
+        split: {**summarize_seeds(per_seed), **bootstrap_ci(labels, probabilities, thresholds, resamples)},
+        "threshold": published["threshold"],
+        "thresholds": thresholds,
+        "threshold_source": published["threshold_source"],
+        "seeds": [run["seed"] for run in per_seed],
+        "per_seed": per_seed,
+        "weights": published["weights"],
+        "image_size": published["image_size"],
+        "channels": published["channels"],
+        "data_manifest_sha256": published["data_manifest_sha256"],
+    }
+    return entry, predictions

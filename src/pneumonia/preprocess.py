@@ -1,0 +1,214 @@
+"""The input pipeline: decode once, cache, then tf.data with Keras augmentation layers.
+
+JPEG decoding is the expensive part of reading this dataset, and it is the same every epoch, so
+each split is decoded once into a uint8 array (``image_size`` x ``image_size`` x ``channels``) and
+cached under ``data/processed/cache``. Epochs then stream from memory through ``tf.data``: shuffle,
+batch, scale to [0, 1], augment with Keras preprocessing layers, prefetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from pneumonia import config
+
+
+def decode_image(path: str | Path, image_size: int = 224, channels: int = 1) -> np.ndarray:
+    """One image as uint8 ``(image_size, image_size, channels)``: EXIF-oriented, grey or RGB, resized."""
+    from PIL import ImageOps
+
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        image = _to_mode(image, "L" if channels == 1 else "RGB")
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if channels == 1 else array
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL mode (16-bit, palette, CMYK, alpha) to 8-bit ``L`` or ``RGB``."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert(mode)
+
+
+def decode_images(paths, image_size: int = 224, channels: int = 1, progress: bool = True) -> np.ndarray:
+    paths = list(paths)
+    images = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
+    for index, path in enumerate(tqdm(paths, desc=f"decode {image_size}px", unit="img", disable=not progress)):
+        images[index] = decode_image(path, image_size, channels)
+    return images
+
+
+def labels_of(frame: pd.DataFrame) -> np.ndarray:
+    """1 for PNEUMONIA (the positive class), 0 for NORMAL."""
+    return (frame["label"] == config.CLASS_NAMES[1]).to_numpy(dtype=np.int32)
+
+
+def load_split(
+    splits: pd.DataFrame,
+    split: str,
+    image_size: int = 224,
+    channels: int = 1,
+    cache_dir: Path | str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Images, labels and rows of one split, decoded once and cached on disk.
+
+    ``limit`` keeps a class-stratified random sample of that many images (smoke runs).
+    """
+    rows = splits[splits["split"] == split]
+    if rows.empty:
+        raise ValueError(f"split {split!r} is empty")
+    if limit is not None and limit < len(rows):
+        share = limit / len(rows)
+        rows = rows.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
+    rows = rows.sort_values("path").reset_index(drop=True)
+    # The key covers each file's path, size and modification time: a re-fetched file re-decodes.
+    fingerprint = "\n".join(f"{p}:{(s := os.stat(p)).st_size}:{s.st_mtime_ns}" for p in rows["filepath"])
+    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    cache = Path(cache_dir or config.PROCESSED_DIR / "cache") / f"{split}-{image_size}px-{channels}ch-{key}.npy"
+    if cache.exists():
+        images = np.load(cache)
+    else:
+        images = decode_images(rows["filepath"], image_size, channels, progress=progress)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
+        np.save(temporary, images)
+        os.replace(temporary, cache)
+    return images, labels_of(rows), rows
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Balanced class weights (scikit-learn's ``n_samples / (n_classes * count)``)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+def smote_oversample(images: np.ndarray, labels: np.ndarray, seed: int = 0, k_neighbors: int = 5):
+    """Balance the classes with SMOTE (imbalanced-learn) on flattened pixels.
+
+    Call it on the training split only: synthetic images interpolate between real neighbours, so
+    any validation or test image used here would leak into training.
+    Returns ``(images, labels, is_synthetic)``; originals come first, in their order.
+    """
+    from imblearn.over_sampling import SMOTE
+
+    shape = images.shape[1:]
+    # Float: SMOTE computes x + gap * (neighbour - x), which wraps around in uint8.
+    flat = images.reshape(len(images), -1).astype(np.float32)
+    sampler = SMOTE(random_state=seed, k_neighbors=k_neighbors)
+    resampled, resampled_labels = sampler.fit_resample(flat, labels)
+    resampled = np.clip(np.rint(resampled), 0, 255).astype(np.uint8).reshape(-1, *shape)
+    is_synthetic = np.arange(len(resampled)) >= len(images)
+    return resampled, resampled_labels.astype(np.int32), is_synthetic
+
+
+def make_augmentation(
+    rotation: float = 0.0,
+    shift: float = 0.0,
+    shear: float = 0.0,
+    zoom: float = 0.0,
+    horizontal_flip: bool = False,
+    contrast: float = 0.0,
+    brightness: float = 0.0,
+    seed: int | None = None,
+):
+    """A Keras ``Sequential`` of preprocessing layers, or None when every amount is zero.
+
+    Amounts follow the well-known tutorials' ImageDataGenerator settings: ``rotation`` as a
+    fraction of a full turn (0.05 = 18 degrees), ``shift`` and ``zoom`` as fractions of the image
+    size, ``shear`` as a fraction too (Keras ``RandomShear`` factor). ``horizontal_flip`` puts the
+    heart on the wrong side, so it is off by default.
+    """
+    import keras
+
+    layers = []
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed))
+    if shift:
+        layers.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
+    if shear:
+        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="constant", seed=seed))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, zoom, fill_mode="constant", seed=seed))
+    if horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, seed=seed))
+    if brightness:
+        layers.append(keras.layers.RandomBrightness(brightness, value_range=(0.0, 1.0), seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    augmentation=None,
+    seed: int = 0,
+):
+    """A ``tf.data.Dataset`` of ``(float32 images in [0, 1], float32 labels)`` batches."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None:
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augmentation(x, training=True), 0.0, 1.0), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def simulate_acquisition_shift(images: np.ndarray, seed: int = 0, strength: float = 1.0) -> np.ndarray:
+    """Copies of ``images`` as if taken on other equipment: gamma, contrast, brightness, blur, zoom.
+
+    The official test split's NORMAL images look different from train's, and a validation split
+    carved from train cannot show that. Scoring validation images under such changes ranks models by
+    robustness without looking at the test split. ``strength`` scales every perturbation.
+    """
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(seed)
+    shifted = np.empty_like(images)
+    size = images.shape[1]
+    for index, image in enumerate(images):
+        pixels = image.astype(np.float32) / 255.0
+        pixels = pixels ** np.exp(rng.uniform(-0.4, 0.4) * strength)  # gamma
+        mean = pixels.mean()
+        pixels = (pixels - mean) * (1 + rng.uniform(-0.3, 0.3) * strength) + mean  # contrast
+        pixels = pixels + rng.uniform(-0.08, 0.08) * strength  # brightness
+        picture = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8).squeeze(-1) if image.shape[-1] == 1
+                                  else (np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+        picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2) * strength))
+        scale = 1 + rng.uniform(-0.12, 0.12) * strength  # zoom in (>1) or out (<1), centred
+        crop = size / scale
+        left = (size - crop) / 2
+        picture = picture.transform((size, size), Image.Transform.EXTENT, (left, left, left + crop, left + crop),
+                                    Image.Resampling.BILINEAR, fillcolor=0)
+        array = np.asarray(picture, dtype=np.uint8)
+        shifted[index] = array[..., None] if image.shape[-1] == 1 else array
+    return shifted

@@ -1,0 +1,61 @@
+"""Metrics, the validation threshold and bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pneumonia import evaluate
+
+
+def test_binary_metrics_on_a_known_confusion_matrix():
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    prob = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.1, 0.1, 0.2, 0.3, 0.4])
+    scored = evaluate.binary_metrics(truth, prob, threshold=0.5)
+    assert scored["confusion"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 3}
+    assert scored["sensitivity"] == pytest.approx(0.75)
+    assert scored["specificity"] == pytest.approx(5 / 6)
+    assert scored["accuracy"] == pytest.approx(0.8)
+
+
+def test_choose_threshold_separates_separable_classes_in_the_middle():
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    prob = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    threshold = evaluate.choose_threshold(truth, prob)
+    assert threshold == pytest.approx(0.5)
+    assert evaluate.binary_metrics(truth, prob, threshold)["accuracy"] == 1.0
+
+
+def test_choose_threshold_follows_the_data_not_a_constant():
+    rng = np.random.default_rng(0)
+    truth = np.array([0] * 200 + [1] * 200)
+    prob = np.concatenate([rng.uniform(0.0, 0.85, 200), rng.uniform(0.8, 1.0, 200)])
+    assert 0.8 <= evaluate.choose_threshold(truth, prob) <= 0.86
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_data():
+    rng = np.random.default_rng(1)
+    def sample(n):
+        truth = rng.integers(0, 2, n)
+        return truth, np.clip(truth * 0.6 + rng.normal(0.2, 0.25, n), 0, 1)
+    small, large = sample(100), sample(2000)
+    ci_small = evaluate.bootstrap_ci(*small, 0.5, resamples=200)
+    ci_large = evaluate.bootstrap_ci(*large, 0.5, resamples=200)
+    accuracy = evaluate.binary_metrics(*large, 0.5)["accuracy"]
+    assert ci_large["accuracy_ci95"][0] <= accuracy <= ci_large["accuracy_ci95"][1]
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(ci_large["accuracy_ci95"]) < width(ci_small["accuracy_ci95"])
+
+
+def test_bootstrap_over_seeds_averages_them():
+    truth = np.array([0, 1] * 50)
+    perfect = truth.astype(float)
+    wrong = 1 - perfect
+    ci = evaluate.bootstrap_ci(truth, [perfect, wrong], [0.5, 0.5], resamples=50)
+    assert ci["accuracy_ci95"] == pytest.approx([0.5, 0.5])
+
+
+def test_summarize_seeds_reports_mean_and_spread():
+    summary = evaluate.summarize_seeds([{m: 0.8 for m in evaluate.HEADLINE}, {m: 0.9 for m in evaluate.HEADLINE}])
+    assert summary["accuracy"] == pytest.approx(0.85)
+    assert summary["accuracy_std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))

@@ -1,0 +1,56 @@
+"""Model builders and training helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pneumonia import evaluate, models, train
+
+
+@pytest.mark.parametrize(("size", "channels"), [(64, 1), (96, 3)])
+def test_make_cnn_shapes_and_parameters(size, channels):
+    model = models.make_cnn((size, size, channels), filters=(8, 16, 32))
+    assert model.input_shape == (None, size, size, channels)
+    assert model.output_shape == (None, 1)
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    # Trainable: convolutions (no bias), BatchNorm gamma/beta, the dense head.
+    convs = 3 * 3 * channels * 8 + 3 * 3 * 8 * 16 + 3 * 3 * 16 * 32
+    batchnorm = 2 * (8 + 16 + 32)
+    dense = 32 + 1
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == convs + batchnorm + dense
+    assert models.last_conv_layer_name(model) == "block3_conv"
+    assert model.get_layer("block1_conv").strides == (2, 2)
+
+
+def test_make_cnn_predicts_probabilities():
+    model = models.make_cnn((32, 32, 1), filters=(4, 8))
+    output = model.predict(np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32), verbose=0)
+    assert output.shape == (3, 1) and ((output > 0) & (output < 1)).all()
+
+
+def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150  # a learnable signal
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=2, batch_size=8, verbose=0,
+                            balance="smote", augmentation={"rotation": 0.02})
+    sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
+    assert (tmp_path / "m" / "tiny-seed0.keras").exists()
+    assert json.loads((tmp_path / "m" / "tiny-seed0.json").read_text()) == json.loads(json.dumps(sidecar))
+    assert 0.0 <= sidecar["threshold"] <= 1.0 and sidecar["threshold_source"] == "validation"
+    assert sidecar["smote_synthetic_images"] == 16 and sidecar["train_images"] == 56
+    assert sidecar["image_size"] == 32 and sidecar["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert {"tensorflow", "keras", "numpy"} <= set(sidecar["versions"])
+    assert (tmp_path / "l" / "tiny-seed0.csv").read_text().startswith("epoch,")
+    published = train.publish([sidecar], tmp_path / "m")
+    assert published.name == "tiny.keras" and evaluate.load_sidecar(published)["seed_models"] == ["tiny-seed0.keras"]
+
+
+def test_step_decay_divides_the_rate_every_few_epochs():
+    schedule = train.step_decay(1e-3, factor=0.5, every=3).schedule
+    assert [schedule(e) for e in (0, 2, 3, 6)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])

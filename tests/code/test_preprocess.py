@@ -1,0 +1,131 @@
+"""The input pipeline: decoding any image mode, the cache, tf.data batches, class balance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pneumonia import data, preprocess, split
+
+
+def _save(path, image, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: _save(p / "grey.jpeg", Image.new("L", (50, 40), 100)),
+        lambda p: _save(p / "rgb.png", Image.new("RGB", (30, 60), (10, 200, 30))),
+        lambda p: _save(p / "rgba.png", Image.new("RGBA", (20, 20), (255, 255, 255, 0))),
+        lambda p: _save(p / "palette.png", Image.new("RGB", (20, 20), (1, 2, 3)).convert("P")),
+        lambda p: _save(p / "cmyk.jpeg", Image.new("CMYK", (20, 20), (0, 0, 0, 50))),
+        lambda p: _save(p / "deep.png", Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100)),
+    ],
+    ids=["L", "RGB", "RGBA", "P", "CMYK", "16-bit"],
+)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decode_image_accepts_every_mode(make, channels, tmp_path):
+    array = preprocess.decode_image(make(tmp_path), image_size=24, channels=channels)
+    assert array.shape == (24, 24, channels) and array.dtype == np.uint8
+
+
+def test_sixteen_bit_images_keep_their_contrast(tmp_path):
+    ramp = np.tile(np.linspace(0, 4000, 32, dtype=np.uint16), (32, 1))
+    path = _save(tmp_path / "ramp.png", Image.fromarray(ramp))
+    array = preprocess.decode_image(path, image_size=32, channels=1)[..., 0]
+    assert array[:, 0].mean() < 10 and array[:, -1].mean() > 245
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("L", (40, 20), 0)
+    image.paste(255, (0, 0, 20, 20))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _save(tmp_path / "rotated.jpeg", image, exif=exif)
+    array = preprocess.decode_image(path, image_size=20, channels=1)[..., 0]
+    assert array[:8].mean() > 200 and array[-8:].mean() < 50  # white ends up on top
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic_source, tmp_path_factory):
+    raw = tmp_path_factory.mktemp("raw")
+    data.ingest(synthetic_source, raw, progress=False)
+    out = tmp_path_factory.mktemp("processed") / "splits.csv"
+    split.split_data(raw, out)
+    return split.read_splits(out, raw)
+
+
+def test_load_split_decodes_once_then_reads_the_cache(splits, tmp_path, monkeypatch):
+    images, labels, rows = preprocess.load_split(splits, "train", 32, 1, cache_dir=tmp_path, progress=False)
+    assert images.shape == (len(rows), 32, 32, 1) and images.dtype == np.uint8
+    assert labels.tolist() == (rows["label"] == "PNEUMONIA").astype(int).tolist()
+    monkeypatch.setattr(preprocess, "decode_images", lambda *a, **k: pytest.fail("decoded again"))
+    cached, _, _ = preprocess.load_split(splits, "train", 32, 1, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(images, cached)
+
+
+def test_cache_is_invalidated_when_a_file_changes(splits, tmp_path):
+    first, _, rows = preprocess.load_split(splits, "val", 16, 1, cache_dir=tmp_path, progress=False)
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(rows["filepath"].iloc[0], format="JPEG")
+    second, _, _ = preprocess.load_split(splits, "val", 16, 1, cache_dir=tmp_path, progress=False)
+    assert second[0].mean() > 250 and not np.array_equal(first[0], second[0])
+
+
+def test_limit_keeps_a_stratified_sample(splits, tmp_path):
+    _, labels, rows = preprocess.load_split(splits, "train", 16, 1, cache_dir=tmp_path, limit=20, progress=False)
+    assert 18 <= len(rows) <= 22 and 0 < labels.mean() < 1
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_make_dataset_yields_float_batches_in_unit_range(augment):
+    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0, 1] * 5)
+    layer = preprocess.make_augmentation(rotation=0.05, shift=0.1, shear=0.1, zoom=0.1, contrast=0.2, brightness=0.2,
+                                         seed=0) if augment else None
+    batches = list(preprocess.make_dataset(images, labels, batch_size=4, shuffle=True, augmentation=layer))
+    assert [int(x.shape[0]) for x, _ in batches] == [4, 4, 2]
+    x, y = batches[0]
+    assert x.shape[1:] == (32, 32, 1) and x.dtype.name == "float32" and y.dtype.name == "float32"
+    values = np.concatenate([b[0].numpy().ravel() for b in batches])
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    if not augment:
+        np.testing.assert_allclose(np.sort(values), np.sort(images.ravel() / 255.0), rtol=1e-6)
+
+
+def test_make_augmentation_is_none_when_nothing_is_asked_for():
+    assert preprocess.make_augmentation() is None
+    names = [layer.name for layer in preprocess.make_augmentation(rotation=0.1, horizontal_flip=True).layers]
+    assert any("rotation" in n for n in names) and any("flip" in n for n in names)
+
+
+def test_class_weights_balance_the_loss():
+    labels = np.array([0] * 25 + [1] * 75)
+    weights = preprocess.class_weights(labels)
+    assert weights[0] * 25 == pytest.approx(weights[1] * 75)
+    assert weights[0] == pytest.approx(2.0)
+
+
+def test_smote_adds_only_interpolated_minority_images_and_keeps_originals():
+    rng = np.random.default_rng(0)
+    normal = rng.integers(0, 100, (12, 8, 8, 1), dtype=np.uint8)
+    pneumonia = rng.integers(150, 256, (30, 8, 8, 1), dtype=np.uint8)
+    images = np.concatenate([normal, pneumonia])
+    labels = np.array([0] * 12 + [1] * 30)
+    resampled, resampled_labels, synthetic = preprocess.smote_oversample(images, labels, seed=0)
+    np.testing.assert_array_equal(resampled[: len(images)], images)
+    assert (resampled_labels == 0).sum() == (resampled_labels == 1).sum() == 30
+    assert synthetic.sum() == 18 and (resampled_labels[synthetic] == 0).all()
+    new = resampled[synthetic]
+    assert new.min() >= normal.min() and new.max() <= normal.max()  # between NORMAL neighbours, nothing else
+
+
+def test_simulated_acquisition_shift_changes_images_but_not_shapes():
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
+    shifted = preprocess.simulate_acquisition_shift(images, seed=0)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    assert not np.array_equal(shifted, images)
+    np.testing.assert_array_equal(shifted, preprocess.simulate_acquisition_shift(images, seed=0))
