@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup data split reproduce test test-code test-data lab lock clean
+.PHONY: help setup data split reproduce bench test test-code test-data lab lock clean
 
 ## Show this help.
 help:
@@ -41,6 +41,10 @@ split: $(STAMP)
 ## Run every notebook in order with papermill; executed copies go to reports/notebooks/.
 reproduce: $(STAMP)
 	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
+
+## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
+bench: $(STAMP)
+	$(BIN)/pneumonia bench --profile $(PROFILE)
 
 ## Run all tests (code, notebooks; data tests need DATA=PATH, and CI=true makes a missing dataset fail).
 test: $(STAMP)

@@ -4,6 +4,7 @@
     pneumonia data split [--data DIR] [--out FILE] [--val-fraction F] [--seed S]
     pneumonia data synthetic DEST [--seed S] [--image-size N]
     pneumonia reproduce [--profile full|smoke] [--data PATH] [--only NN ...]
+    pneumonia bench [--profile full|smoke]
 
 Errors the user can fix print one line (``error: ...``) and exit 1; usage errors exit 2.
 """
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--profile", choices=["full", "smoke"], default="full")
     reproduce.add_argument("--data", type=Path, default=None, help="an existing copy of the dataset (folder or zip)")
     reproduce.add_argument("--only", nargs="+", default=None, help="notebook numbers or stems to run, e.g. 01 02")
+
+    bench = commands.add_parser("bench", help="time the input pipeline against the model's compute")
+    bench.add_argument("--profile", choices=["full", "smoke"], default="full")
     return parser
 
 
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             from pneumonia.reproduce import run
 
             run(profile=args.profile, data=args.data, only=args.only)
+        elif args.command == "bench":
+            from pneumonia import bench
+
+            bench.write(bench.run_benchmarks(args.profile))
     except (DataError, NotebookFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -112,6 +112,14 @@ def summarize_seeds(per_seed: list[dict], metrics: tuple[str, ...] = HEADLINE) -
     return summary
 
 
+def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: int = 64) -> np.ndarray:
+    """Probability of PNEUMONIA for uint8 images, prepared the way the model was trained (its sidecar)."""
+    from pneumonia import preprocess
+
+    inputs = preprocess.normalize_intensity(images, sidecar.get("intensity", "none")).astype("float32") / 255.0
+    return model.predict(inputs, batch_size=batch_size, verbose=0).ravel()
+
+
 def load_sidecar(model_path: Path | str) -> dict:
     return json.loads(Path(model_path).with_suffix(".json").read_text())
 
@@ -149,13 +157,12 @@ def score_models(
     images, labels, rows = preprocess.load_split(
         splits, split, published["image_size"], published["channels"], progress=progress
     )
-    inputs = images.astype("float32") / 255.0
     per_seed, probabilities, thresholds = [], [], []
     predictions = rows[["path", "label", "patient"]].copy()
     for model_file in published.get("seed_models", [published["model_file"]]):
         sidecar = load_sidecar(models_dir / model_file)
         model = keras.models.load_model(models_dir / model_file)
-        probability = model.predict(inputs, batch_size=64, verbose=0).ravel()
+        probability = predict_probabilities(model, images, sidecar)
         probabilities.append(probability)
         thresholds.append(sidecar["threshold"])
         predictions[f"probability_seed{sidecar['seed']}"] = probability

@@ -94,6 +94,30 @@ def load_split(
     return images, labels_of(rows), rows
 
 
+INTENSITY_METHODS = ("none", "equalize")
+
+
+def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
+    """Per-image intensity normalisation of uint8 images.
+
+    ``equalize`` flattens each image's grey-level histogram (PIL ``ImageOps.equalize``), which undoes
+    any monotonic change of exposure, gamma or contrast between machines. It runs before the model, on
+    training, validation and test images alike; the model's sidecar records the method.
+    """
+    if method == "none":
+        return images
+    if method != "equalize":
+        raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
+    from PIL import ImageOps
+
+    out = np.empty_like(images)
+    for index, image in enumerate(images):
+        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        array = np.asarray(ImageOps.equalize(picture), dtype=np.uint8)
+        out[index] = array[..., None] if image.shape[-1] == 1 else array
+    return out
+
+
 def class_weights(labels: np.ndarray) -> dict[int, float]:
     """Balanced class weights (scikit-learn's ``n_samples / (n_classes * count)``)."""
     from sklearn.utils.class_weight import compute_class_weight

@@ -9,6 +9,7 @@ it and the failing cell.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import time
 from pathlib import Path
@@ -39,6 +40,16 @@ def load_parameters(profile: str = "full") -> dict[str, dict]:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     path = config.PARAMS_DIR / f"{profile}.yaml"
     return yaml.safe_load(path.read_text()) or {}
+
+
+def notebook_parameters(stem: str, profile: str = "full") -> dict:
+    """The values a notebook runs with under ``profile``: its ``parameters`` cell, overlaid by the profile's YAML.
+
+    Code outside the notebooks (``make bench``) reads its settings here, so the notebook stays their one source.
+    """
+    (notebook,) = [nb for nb in notebooks() if nb.stem == stem]
+    defaults = {name: ast.literal_eval(spec["default"]) for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+    return {**defaults, **load_parameters(profile).get(stem, {})}
 
 
 def run(

@@ -33,6 +33,7 @@ class TrainConfig:
     epochs: int = 20
     learning_rate: float = 1e-3
     label_smoothing: float = 0.0
+    intensity: str = "none"  # per-image normalisation before the model: "none" or "equalize"
     balance: str = "class_weight"  # "class_weight", "smote" or "none"
     augmentation: dict = field(default_factory=dict)
     patience: int = 5
@@ -117,6 +118,8 @@ def train_one(
     logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
     stem = f"{run.name}-seed{seed}"
 
+    train_images = preprocess.normalize_intensity(train_images, run.intensity)
+    val_images = preprocess.normalize_intensity(val_images, run.intensity)
     class_weight = None
     synthetic = 0
     if run.balance == "smote":
@@ -164,6 +167,7 @@ def train_one(
         "channels": run.channels,
         "class_names": list(config.CLASS_NAMES),
         "positive_class": config.CLASS_NAMES[1],
+        "intensity": run.intensity,
         "input_scaling": "pixel / 255",
         "threshold": threshold,
         "threshold_source": "validation",

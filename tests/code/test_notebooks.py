@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import nbformat
 import pytest
 
-from pneumonia import config, reproduce
+from pneumonia import config, evaluate, reproduce
 
 pytestmark = pytest.mark.notebook
 
@@ -39,6 +40,13 @@ def test_notebooks_are_stored_thin_and_parameterised():
         assert "sys.path" not in "".join(c.source for c in code), f"{path.name} edits sys.path"
 
 
+def test_only_notebook_06_reads_test_images():
+    for path in reproduce.notebooks():
+        code = "".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        reads_test_images = re.search(r'(load_split|score_models)\([^)]*"test"', code) is not None
+        assert reads_test_images == path.stem.startswith("06"), path.name
+
+
 def test_smoke_chain_runs_on_synthetic_data(synthetic_source, tmp_path):
     result = _reproduce(tmp_path, "--profile", "smoke", "--data", str(synthetic_source))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -52,6 +60,25 @@ def test_smoke_chain_runs_on_synthetic_data(synthetic_source, tmp_path):
     n_test = sum(manifest["counts"]["test"].values())
     assert eda["majority_baseline_test"]["accuracy"] == pytest.approx(manifest["counts"]["test"]["PNEUMONIA"] / n_test)
     assert eda["train_val_shared_patients"] == 0
+
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    for name in ("cnn", "cnn_smote"):
+        entry = metrics[name]
+        assert entry["threshold_source"] == "validation" and entry["seeds"] == [0]
+        assert set(evaluate.HEADLINE) <= set(entry["test"])
+        low, high = entry["test"]["accuracy_ci95"]
+        assert low <= entry["test"]["accuracy"] <= high
+        assert entry["data_manifest_sha256"] == manifest["dataset_sha256"]
+        sidecar = json.loads((tmp_path / "models" / f"{name}.json").read_text())
+        assert sidecar["threshold"] == entry["threshold"] and sidecar["weights"].startswith("none")
+
+    env = {**os.environ, "PNEUMONIA_WORKSPACE": str(tmp_path)}
+    bench = subprocess.run([sys.executable, "-m", "pneumonia.cli", "bench", "--profile", "smoke"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert bench.returncode == 0, bench.stdout[-2000:] + bench.stderr[-2000:]
+    benchmarks = json.loads((tmp_path / "reports" / "benchmarks.json").read_text())
+    for key in ("cnn_epoch_s", "compute_epoch_s", "baseline_epoch_s", "cnn_train_s", "peak_rss_mb"):
+        assert benchmarks[key] > 0, key
 
 
 def test_a_failing_notebook_is_named_with_its_cell_and_earlier_reports_survive(tmp_path):

@@ -1,0 +1,163 @@
+"""``make bench``: what the input pipeline costs next to the model's own compute, measured in one run.
+
+Writes ``reports/benchmarks.json`` and a table in ``reports/benchmarks.md``. Every epoch time is the
+second of two epochs (the first includes graph tracing), over the full training split, with the CNN
+configuration of the full run (``params/full.yaml``).
+
+- ``cnn_epoch_s``: our pipeline (cached uint8 -> tf.data -> Keras augmentation layers) + the CNN;
+- ``compute_epoch_s``: the same CNN fed float32 images from memory, no augmentation (the floor);
+- ``baseline_epoch_s``: the same CNN fed as the well-known tutorials do (ImageDataGenerator style):
+  every JPEG opened, decoded, resized and affinely augmented per image in Python, every epoch;
+- ``compute_epoch_jit_s``: the floor again with XLA ``jit_compile=True`` (recorded because it is the
+  obvious thing to try; on this CPU it is slower).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pneumonia import config, preprocess, reporting, split, train
+
+
+class EpochTimer:
+    """Keras callback recording wall time per epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._started)
+
+        return _Timer()
+
+
+def _epoch_seconds(model, data, epochs: int = 2, **fit_kwargs) -> float:
+    timer = EpochTimer()
+    model.fit(data, epochs=epochs, verbose=0, callbacks=[timer], shuffle=False, **fit_kwargs)
+    return round(timer.seconds[-1], 2)
+
+
+def _tutorial_sequence(filepaths, labels, image_size, channels, batch_size, seed):
+    """A ``keras.utils.PyDataset`` that decodes and augments every JPEG every epoch, per image, in Python."""
+    import keras
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+
+    class TutorialSequence(keras.utils.PyDataset):
+        def __len__(self):
+            return int(np.ceil(len(filepaths) / batch_size))
+
+        def __getitem__(self, index):
+            batch = slice(index * batch_size, (index + 1) * batch_size)
+            images = []
+            for path in filepaths[batch]:
+                image = preprocess.decode_image(path, image_size, channels).astype(np.float32) / 255.0
+                angle = rng.uniform(-10, 10)
+                zoom = rng.uniform(0.9, 1.1)
+                shift = rng.uniform(-0.05, 0.05, 2) * image_size
+                rotation = np.deg2rad(angle)
+                matrix = np.array([[np.cos(rotation), -np.sin(rotation)], [np.sin(rotation), np.cos(rotation)]]) / zoom
+                centre = np.array([image_size / 2, image_size / 2])
+                offset = centre - matrix @ centre - shift
+                image = np.stack([ndimage.affine_transform(image[..., c], matrix, offset, order=1, mode="constant")
+                                  for c in range(channels)], axis=-1)
+                images.append(image)
+            return np.stack(images), labels[batch].astype(np.float32)
+
+    return TutorialSequence(workers=1, use_multiprocessing=False)
+
+
+def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits_csv: Path | str | None = None) -> dict:
+    import keras
+
+    from pneumonia.models import make_cnn
+    from pneumonia.reproduce import notebook_parameters
+
+    settings = notebook_parameters("04-cnn", profile)
+    run = train.TrainConfig(**{k: v for k, v in settings.items() if k in train.TrainConfig.__dataclass_fields__})
+    limit = settings.get("limit")
+    splits = split.read_splits(splits_csv, data)
+    images, labels, rows = preprocess.load_split(splits, "train", run.image_size, run.channels, limit=limit)
+    shape = (run.image_size, run.image_size, run.channels)
+
+    def fresh_model(jit: bool = False):
+        keras.utils.set_random_seed(0)
+        model = make_cnn(shape, filters=tuple(run.filters), stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2)
+        train.compile_model(model, run.learning_rate)
+        if jit:
+            model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)
+        return model
+
+    import tensorflow as tf
+
+    results = {"image_size": run.image_size, "channels": run.channels, "train_images": int(len(labels)),
+               "batch_size": run.batch_size, "augmentation": run.augmentation, "profile": profile}
+    augmentation = preprocess.make_augmentation(**run.augmentation, seed=0)
+    pipeline = preprocess.make_dataset(images, labels, run.batch_size, shuffle=True, augmentation=augmentation)
+    print("timing: our pipeline + CNN", flush=True)
+    results["cnn_epoch_s"] = _epoch_seconds(fresh_model(), pipeline)
+
+    floats = tf.constant(images.astype(np.float32) / 255.0)
+    in_memory = tf.data.Dataset.from_tensor_slices((floats, labels.astype(np.float32))).batch(run.batch_size)
+    print("timing: in-memory tensor, no augmentation (floor)", flush=True)
+    results["compute_epoch_s"] = _epoch_seconds(fresh_model(), in_memory.prefetch(tf.data.AUTOTUNE))
+    print("timing: floor with XLA jit_compile", flush=True)
+    results["compute_epoch_jit_s"] = _epoch_seconds(fresh_model(jit=True), in_memory.prefetch(tf.data.AUTOTUNE))
+    del floats, in_memory
+
+    print("timing: tutorial-style per-image decode + augmentation every epoch", flush=True)
+    sequence = _tutorial_sequence(rows["filepath"].to_numpy(), labels, run.image_size, run.channels,
+                                  run.batch_size, seed=0)
+    results["baseline_epoch_s"] = _epoch_seconds(fresh_model(), sequence)
+
+    results["pipeline_overhead"] = round(results["cnn_epoch_s"] / results["compute_epoch_s"], 3)
+    results["speedup_vs_baseline"] = round(results["baseline_epoch_s"] / results["cnn_epoch_s"], 2)
+    sidecar = config.MODELS_DIR / "cnn.json"
+    results["cnn_train_s"] = json.loads(sidecar.read_text())["train_seconds"] if sidecar.exists() else None
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["goals"] = {
+        "cnn_epoch_s <= 1.15 x compute_epoch_s": results["pipeline_overhead"] <= 1.15,
+        "cnn_epoch_s < baseline_epoch_s": results["cnn_epoch_s"] < results["baseline_epoch_s"],
+        "cnn_train_s <= 1200": None if results["cnn_train_s"] is None else results["cnn_train_s"] <= 1200,
+    }
+    results["machine"] = {"processor": platform.processor() or platform.machine(), "cpus": _cpus(),
+                          "tensorflow": tf.__version__}
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def write(results: dict) -> None:
+    """Merge ``results`` into reports/benchmarks.json (other keys, e.g. from notebooks, are kept) and the table."""
+    path = config.REPORTS_DIR / "benchmarks.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(results)
+    reporting.write_json(path, current)
+    lines = ["# Benchmarks", "", f"Measured by `make bench` on {current['machine']['cpus']} CPU cores "
+             f"(TensorFlow {current['machine']['tensorflow']}), {current['train_images']} training images at "
+             f"{current['image_size']} px, {current['channels']} channel(s).", "", "| key | value |", "|---|---|"]
+    for key, value in current.items():
+        if not isinstance(value, dict):
+            lines.append(f"| `{key}` | {value} |")
+    lines += ["", "| goal | met |", "|---|---|"]
+    lines += [f"| {goal} | {'n/a' if met is None else ('yes' if met else 'no')} |" for goal, met in current["goals"].items()]
+    (config.REPORTS_DIR / "benchmarks.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {path} and benchmarks.md")
