@@ -5,8 +5,10 @@
     pneumonia data synthetic DEST [--seed S] [--image-size N]
     pneumonia reproduce [--profile full|smoke] [--data PATH] [--only NN ...]
     pneumonia bench [--profile full|smoke]
+    pneumonia predict PATH... [--model models/cnn.keras] [--format table|json|csv] [--heatmaps DIR]
 
 Errors the user can fix print one line (``error: ...``) and exit 1; usage errors exit 2.
+``predict`` exits 0 when every image was predicted, 1 when some were refused, 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -48,11 +50,21 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time the input pipeline against the model's compute")
     bench.add_argument("--profile", choices=["full", "smoke"], default="full")
+
+    predict = commands.add_parser("predict", help="predict PNEUMONIA / NORMAL for image files or folders")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    predict.add_argument("--model", type=Path, default=None, help=f"default {config.MODELS_DIR / 'cnn.keras'}")
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument("--heatmaps", type=Path, default=None, help="write a Grad-CAM overlay per image here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("predict", "bench"):
+        from pneumonia._quiet import import_tensorflow
+
+        import_tensorflow()
     # Imported here so that `pneumonia --help` stays instant.
     from pneumonia.data import DataError
     from pneumonia.reproduce import NotebookFailed
@@ -74,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             from pneumonia.reproduce import run
 
             run(profile=args.profile, data=args.data, only=args.only)
+        elif args.command == "predict":
+            from pneumonia import predict
+
+            try:
+                return predict.main(args.paths, args.model, args.format, args.heatmaps)
+            except predict.PredictError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         elif args.command == "bench":
             from pneumonia import bench
 

@@ -21,14 +21,19 @@ from pneumonia import config
 
 
 def decode_image(path: str | Path, image_size: int = 224, channels: int = 1) -> np.ndarray:
-    """One image as uint8 ``(image_size, image_size, channels)``: EXIF-oriented, grey or RGB, resized."""
+    """One image file as uint8 ``(image_size, image_size, channels)``."""
+    with Image.open(path) as image:
+        return prepare_image(image, image_size, channels)
+
+
+def prepare_image(image: Image.Image, image_size: int = 224, channels: int = 1) -> np.ndarray:
+    """A PIL image as uint8 ``(image_size, image_size, channels)``: EXIF-oriented, grey or RGB, resized."""
     from PIL import ImageOps
 
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        image = _to_mode(image, "L" if channels == 1 else "RGB")
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+    image = ImageOps.exif_transpose(image)
+    image = _to_mode(image, "L" if channels == 1 else "RGB")
+    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if channels == 1 else array
 
 
