@@ -5,8 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Variables: DATA=PATH (an existing copy of the dataset, folder or Kaggle .zip), PROFILE=full|smoke
+# Variables: DATA=PATH (an existing copy of the dataset, folder or Kaggle .zip), PROFILE=full|smoke,
+# VGG16_WEIGHTS=imagenet|PATH|none (notebook 05's base weights; none = random init, labelled as such)
 DATA ?=
+VGG16_WEIGHTS ?=
 PROFILE ?= full
 STAMP := $(VENV)/.installed
 
@@ -18,7 +20,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 ## Show this help.
 help:
 	@awk 'BEGIN {FS = ":.*"} /^## / {doc = substr($$0, 4); next} /^[a-zA-Z_-]+:/ && doc {printf "  %-12s %s\n", $$1, doc; doc = ""} !/^## / {doc = ""}' $(MAKEFILE_LIST)
-	@echo "  Variables: DATA=PATH (existing copy of the dataset), PROFILE=full|smoke (default full)"
+	@echo "  Variables: DATA=PATH (existing copy of the dataset), PROFILE=full|smoke (default full),"
+	@echo "             VGG16_WEIGHTS=imagenet|PATH|none (notebook 05; default imagenet, none = random init)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -40,7 +43,7 @@ split: $(STAMP)
 
 ## Run every notebook in order with papermill; executed copies go to reports/notebooks/.
 reproduce: $(STAMP)
-	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
+	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)") $(if $(VGG16_WEIGHTS),--vgg16-weights "$(VGG16_WEIGHTS)")
 
 ## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
 bench: $(STAMP)

@@ -3,7 +3,7 @@
     pneumonia data fetch [--source PATH] [--dest DIR]
     pneumonia data split [--data DIR] [--out FILE] [--val-fraction F] [--seed S]
     pneumonia data synthetic DEST [--seed S] [--image-size N]
-    pneumonia reproduce [--profile full|smoke] [--data PATH] [--only NN ...]
+    pneumonia reproduce [--profile full|smoke] [--data PATH] [--vgg16-weights imagenet|PATH|none] [--only NN ...]
     pneumonia bench [--profile full|smoke]
     pneumonia predict PATH... [--model models/cnn.keras] [--format table|json|csv] [--heatmaps DIR]
 
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="run the numbered notebooks in order with papermill")
     reproduce.add_argument("--profile", choices=["full", "smoke"], default="full")
     reproduce.add_argument("--data", type=Path, default=None, help="an existing copy of the dataset (folder or zip)")
+    reproduce.add_argument("--vgg16-weights", default=None, metavar="imagenet|PATH|none",
+                           help="VGG16 base weights for notebook 05 (default: the profile's, imagenet in full)")
     reproduce.add_argument("--only", nargs="+", default=None, help="notebook numbers or stems to run, e.g. 01 02")
 
     bench = commands.add_parser("bench", help="time the input pipeline against the model's compute")
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("predict", "bench"):
+    if args.command in ("predict", "bench", "reproduce"):
         from pneumonia._quiet import import_tensorflow
 
         import_tensorflow()
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reproduce":
             from pneumonia.reproduce import run
 
-            run(profile=args.profile, data=args.data, only=args.only)
+            run(profile=args.profile, data=args.data, only=args.only, vgg16_weights=args.vgg16_weights)
         elif args.command == "predict":
             from pneumonia import predict
 

@@ -116,8 +116,7 @@ def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: 
     """Probability of PNEUMONIA for uint8 images, prepared the way the model was trained (its sidecar)."""
     from pneumonia import preprocess
 
-    inputs = preprocess.normalize_intensity(images, sidecar.get("intensity", "none")).astype("float32") / 255.0
-    return model.predict(inputs, batch_size=batch_size, verbose=0).ravel()
+    return model.predict(preprocess.model_inputs(images, sidecar), batch_size=batch_size, verbose=0).ravel()
 
 
 def load_sidecar(model_path: Path | str) -> dict:
@@ -147,10 +146,10 @@ def score_models(
     Returns the ``reports/metrics.json`` entry (mean and spread over seeds, bootstrap 95% CIs,
     thresholds, seeds, weights, data hash) and a table of per-image probabilities for the figures.
     """
-    import keras
     import pandas as pd
 
     from pneumonia import preprocess
+    from pneumonia.models import load_model
 
     models_dir = Path(models_dir or config.MODELS_DIR)
     published = load_sidecar(models_dir / f"{name}.keras")
@@ -161,7 +160,7 @@ def score_models(
     predictions = rows[["path", "label", "patient"]].copy()
     for model_file in published.get("seed_models", [published["model_file"]]):
         sidecar = load_sidecar(models_dir / model_file)
-        model = keras.models.load_model(models_dir / model_file)
+        model = load_model(models_dir / model_file)
         probability = predict_probabilities(model, images, sidecar)
         probabilities.append(probability)
         thresholds.append(sidecar["threshold"])

@@ -49,3 +49,133 @@ def last_conv_layer_name(model: keras.Model) -> str:
         if isinstance(layer, layers.Conv2D):
             return layer.name
     raise ValueError(f"{model.name} has no Conv2D layer")
+
+
+# --------------------------------------------------------------------------- VGG16 transfer learning
+
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG16_FEATURE_LAYER = "block4_pool"
+VGG16_FINE_TUNE_PREFIX = "block5_"
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights are neither cached nor downloadable; the message says what to do, in one line."""
+
+
+@keras.saving.register_keras_serializable(package="pneumonia")
+class VGG16Preprocess(layers.Layer):
+    """``keras.applications.vgg16.preprocess_input`` as a layer (caffe mode: RGB -> BGR, minus the ImageNet
+    channel means). It expects 0-255 pixels, so the model takes unscaled images."""
+
+    def call(self, inputs):
+        from keras import ops
+
+        bgr = ops.flip(inputs, axis=-1)
+        return bgr - ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=inputs.dtype)
+
+
+def keras_models_dir():
+    """Where Keras caches downloaded weights: $KERAS_HOME/models, else ~/.keras/models."""
+    from pathlib import Path
+    import os
+
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def resolve_vgg16_weights(weights, host: str = "storage.googleapis.com"):
+    """``"imagenet"``, a local ``.h5`` path or None -> (what to pass to Keras, provenance for the sidecar)."""
+    import hashlib
+    import socket
+    from pathlib import Path
+
+    if weights is None or weights == "none":
+        return None, "none"
+    if weights != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"VGG16 weights file {path} does not exist")
+        return str(path), {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    cached = keras_models_dir() / VGG16_NOTOP_FILE
+    if not cached.exists():
+        try:
+            socket.create_connection((host, 443), timeout=5).close()
+        except OSError:
+            raise WeightsUnavailable(
+                f"ImageNet weights for VGG16 are not cached and cannot be downloaded (offline): put "
+                f"{VGG16_NOTOP_FILE} in {cached.parent}/, or pass weights=PATH to a local copy "
+                f"(make reproduce VGG16_WEIGHTS=PATH), or weights=None for random initialisation"
+            ) from None
+    return "imagenet", "imagenet"
+
+
+def make_vgg16(
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    weights="imagenet",
+    head: str = "gap",
+    dense_units: int = 256,
+    dropout: float = 0.5,
+    name: str = "vgg16",
+) -> keras.Model:
+    """VGG16 (include_top=False) with a small head, as **one flat functional graph**.
+
+    Every VGG16 layer is a layer of the returned model (``block5_conv3`` included, for Grad-CAM),
+    not a nested sub-model. The model takes 0-255 RGB pixels; ``VGG16Preprocess`` does the rest.
+    ``weights``: ``"imagenet"`` (Keras downloads and caches it), a path to a local notop ``.h5``
+    file, or None (random initialisation, for tests). Its provenance is ``model.weights_source``.
+    """
+    source, provenance = resolve_vgg16_weights(weights)
+    inputs = keras.Input(shape=input_shape, name="image")
+    preprocessed = VGG16Preprocess(name="vgg16_preprocess")(inputs)
+    # Built on our tensor (input_tensor), VGG16's layers join this graph one by one instead of as a
+    # nested model, so block5_conv3 is a layer of the returned model.
+    base = keras.applications.VGG16(
+        include_top=False, weights="imagenet" if source == "imagenet" else None, input_tensor=preprocessed
+    )
+    if source not in (None, "imagenet"):
+        base.load_weights(source)
+    x = base.output
+    if head == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    elif head == "gap":
+        x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    else:
+        raise ValueError(f"head must be 'gap' or 'flatten', not {head!r}")
+    x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.weights_source = provenance
+    return model
+
+
+def set_vgg16_phase(model: keras.Model, phase: int) -> keras.Model:
+    """Phase 1: the VGG16 base frozen, the head trainable. Phase 2: block5 trainable too.
+    Recompile after calling this: Keras reads ``trainable`` at compile time."""
+    if phase not in (1, 2):
+        raise ValueError("phase is 1 or 2")
+    for layer in model.layers:
+        if layer.name.startswith("block"):
+            layer.trainable = phase == 2 and layer.name.startswith(VGG16_FINE_TUNE_PREFIX)
+    return model
+
+
+def split_vgg16(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(frozen part up to ``block4_pool``, the rest: block5 + head) sharing the same layer objects.
+
+    The frozen part runs once per image to cache features; phase 1 and phase 2 epochs then run only
+    the second model, whose trained weights are the full model's, since the layers are shared.
+    """
+    feature = model.get_layer(VGG16_FEATURE_LAYER)
+    frozen = keras.Model(model.inputs, feature.output, name=f"{model.name}_frozen")
+    top_inputs = keras.Input(shape=feature.output.shape[1:], name="block4_features")
+    x = top_inputs
+    names = [layer.name for layer in model.layers]
+    for layer in model.layers[names.index(VGG16_FEATURE_LAYER) + 1 :]:
+        x = layer(x)
+    return frozen, keras.Model(top_inputs, x, name=f"{model.name}_top")
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved model; importing this module first registers the custom layers (``VGG16Preprocess``)."""
+    return keras.models.load_model(path)

@@ -89,9 +89,8 @@ class Predictor:
     """A model loaded once, with the preprocessing and threshold of its sidecar."""
 
     def __init__(self, model_path: Path | str | None = None):
-        import keras
-
         from pneumonia.evaluate import load_sidecar
+        from pneumonia.models import load_model
 
         self.model_path = Path(model_path or config.MODELS_DIR / "cnn.keras")
         if not self.model_path.exists():
@@ -100,14 +99,14 @@ class Predictor:
         if not sidecar.exists():
             raise PredictError(f"no sidecar {sidecar} beside the model (it gives image size, channels and threshold)")
         self.sidecar = load_sidecar(self.model_path)
-        self.model = keras.models.load_model(self.model_path)
+        self.model = load_model(self.model_path)
         self.image_size = self.sidecar["image_size"]
         self.channels = self.sidecar["channels"]
         self.threshold = float(self.sidecar["threshold"])
         self.class_names = self.sidecar["class_names"]
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        return preprocess.normalize_intensity(images, self.sidecar.get("intensity", "none")).astype(np.float32) / 255.0
+        return preprocess.model_inputs(images, self.sidecar)
 
     def probabilities(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         out = [np.asarray(self.model(self.inputs(images[i : i + batch_size]), training=False)).ravel()

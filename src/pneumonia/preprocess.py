@@ -123,6 +123,12 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     return out
 
 
+def model_inputs(images: np.ndarray, sidecar: dict) -> np.ndarray:
+    """float32 model inputs from uint8 images, prepared as the sidecar says the model was trained."""
+    prepared = normalize_intensity(images, sidecar.get("intensity", "none")).astype(np.float32)
+    return prepared / 255.0 if sidecar.get("input_scaling", "pixel / 255") == "pixel / 255" else prepared
+
+
 def class_weights(labels: np.ndarray) -> dict[int, float]:
     """Balanced class weights (scikit-learn's ``n_samples / (n_classes * count)``)."""
     from sklearn.utils.class_weight import compute_class_weight
@@ -195,18 +201,20 @@ def make_dataset(
     shuffle: bool = False,
     augmentation=None,
     seed: int = 0,
+    scale: float = 1 / 255,
 ):
-    """A ``tf.data.Dataset`` of ``(float32 images in [0, 1], float32 labels)`` batches."""
+    """A ``tf.data.Dataset`` of ``(float32 images, float32 labels)`` batches, pixels times ``scale``
+    (in [0, 1] by default; ``scale=1`` keeps 0-255 for models that preprocess themselves)."""
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) * scale, y), num_parallel_calls=tf.data.AUTOTUNE)
     if augmentation is not None:
         dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmentation(x, training=True), 0.0, 1.0), y),
+            lambda x, y: (tf.clip_by_value(augmentation(x, training=True), 0.0, 255.0 * scale), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)

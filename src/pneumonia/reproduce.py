@@ -52,19 +52,41 @@ def notebook_parameters(stem: str, profile: str = "full") -> dict:
     return {**defaults, **load_parameters(profile).get(stem, {})}
 
 
+def _check_vgg16_weights(values: dict) -> None:
+    from pneumonia.models import WeightsUnavailable, resolve_vgg16_weights
+
+    try:
+        resolve_vgg16_weights(values.get("weights"))
+    except WeightsUnavailable as error:
+        raise NotebookFailed(f"05-vgg16.ipynb cannot run: {error}") from None
+
+
 def run(
     profile: str = "full",
     data: Path | str | None = None,
     only: list[str] | None = None,
     progress: bool = True,
+    vgg16_weights: str | None = None,
 ) -> list[Path]:
-    """Execute the notebooks; return the executed copies written to ``reports/notebooks``."""
+    """Execute the notebooks; return the executed copies written to ``reports/notebooks``.
+
+    ``vgg16_weights`` ("imagenet", a path, or "none") overrides notebook 05's ``weights``. ImageNet
+    weights are checked before the first notebook runs, so an offline machine learns it at once,
+    not after the CNN has trained.
+    """
     parameters = load_parameters(profile)
     if data is not None:
         parameters.setdefault("01-download", {})["source"] = str(Path(data).expanduser().resolve())
+    if vgg16_weights:
+        weights = None if vgg16_weights.lower() == "none" else vgg16_weights
+        if weights not in (None, "imagenet"):
+            weights = str(Path(weights).expanduser().resolve())
+        parameters.setdefault("05-vgg16", {})["weights"] = weights
     selected = notebooks(only)
     if not selected:
         raise NotebookFailed(f"no notebooks matched {only} in {config.NOTEBOOKS_DIR}")
+    if any(nb.stem == "05-vgg16" for nb in selected):
+        _check_vgg16_weights(notebook_parameters("05-vgg16", profile) | parameters.get("05-vgg16", {}))
     config.EXECUTED_NOTEBOOKS_DIR.mkdir(parents=True, exist_ok=True)
     staging = config.REPORTS_DIR / ".tmp-notebooks"
     shutil.rmtree(staging, ignore_errors=True)

@@ -6,6 +6,7 @@ schedule and the decision threshold all follow validation; the official test spl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -158,8 +159,17 @@ def train_one(
     seconds = time.perf_counter() - started
 
     val_prob = model.predict(val_data, verbose=0).ravel()
+    return _save(model, run, seed, val_labels, val_prob, history.history["val_loss"], seconds, dataset_sha256,
+                 models_dir, weights="none (trained from scratch)", input_scaling="pixel / 255",
+                 extra={"train_images": int(len(train_labels)), "smote_synthetic_images": synthetic,
+                        "class_weight": class_weight})
+
+
+def _save(model, run, seed, val_labels, val_prob, val_losses, seconds, dataset_sha256, models_dir, weights,
+          input_scaling, extra) -> dict:
+    """Choose the threshold on validation, save ``<name>-seed<seed>.keras`` and its sidecar; return the sidecar."""
+    stem = f"{run.name}-seed{seed}"
     threshold = evaluate.choose_threshold(val_labels, val_prob)
-    losses = history.history["val_loss"]
     sidecar = {
         "name": run.name,
         "model_file": f"{stem}.keras",
@@ -167,20 +177,18 @@ def train_one(
         "channels": run.channels,
         "class_names": list(config.CLASS_NAMES),
         "positive_class": config.CLASS_NAMES[1],
-        "intensity": run.intensity,
-        "input_scaling": "pixel / 255",
+        "intensity": getattr(run, "intensity", "none"),
+        "input_scaling": input_scaling,
         "threshold": threshold,
         "threshold_source": "validation",
         "threshold_method": "youden_j_midpoint",
         "validation": evaluate.binary_metrics(val_labels, val_prob, threshold),
-        "weights": "none (trained from scratch)",
+        "weights": weights,
         "seed": seed,
-        "epochs_run": len(losses),
-        "best_epoch": int(np.argmin(losses)) + 1,
+        "epochs_run": len(val_losses),
+        "best_epoch": int(np.argmin(val_losses)) + 1,
         "train_seconds": round(seconds, 1),
-        "train_images": int(len(train_labels)),
-        "smote_synthetic_images": synthetic,
-        "class_weight": class_weight,
+        **extra,
         "data_manifest_sha256": dataset_sha256,
         "config": asdict(run),
         "versions": library_versions(),
@@ -189,6 +197,119 @@ def train_one(
     model.save(models_dir / f"{stem}.keras")
     (models_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar
+
+
+@dataclass
+class VGG16Config:
+    """One VGG16 transfer-learning run (recorded in the model's sidecar)."""
+
+    name: str = "vgg16"
+    image_size: int = 160
+    channels: int = 3
+    weights: str | None = "imagenet"
+    head: str = "gap"
+    dense_units: int = 256
+    dropout: float = 0.5
+    batch_size: int = 32
+    phase1_epochs: int = 10
+    phase1_learning_rate: float = 1e-3
+    phase2_epochs: int = 5
+    phase2_learning_rate: float = 1e-5
+    patience: int = 3
+    step_schedule: dict | None = None
+    verbose: int = 2
+
+
+def vgg16_features(frozen, images: np.ndarray, cache: Path | None, batch_size: int = 32, verbose: int = 1):
+    """block4_pool features of ``images`` (0-255), computed once and cached as float16."""
+    if cache is not None and cache.exists():
+        return np.load(cache)
+    features = frozen.predict(images.astype(np.float32), batch_size=batch_size, verbose=verbose).astype(np.float16)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f".{cache.name}.tmp.npy")
+        np.save(temporary, features)
+        temporary.replace(cache)
+    return features
+
+
+def train_vgg16(
+    run: VGG16Config,
+    seed: int,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    dataset_sha256: str,
+    models_dir: Path | str | None = None,
+    logs_dir: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+) -> dict:
+    """Transfer learning in two phases on cached block4_pool features; saves the full model and its sidecar.
+
+    The frozen blocks 1-4 run once per image (cached); phase 1 trains the head with block5 frozen,
+    phase 2 unfreezes block5 at a low learning rate. Both run only block5 and the head, on the
+    cached features, so no augmentation is possible there: augmenting would mean running blocks 1-4
+    again for every augmented copy.
+    """
+    import keras
+    import tensorflow as tf
+
+    from pneumonia.models import make_vgg16, set_vgg16_phase, split_vgg16
+
+    keras.utils.set_random_seed(seed)
+    models_dir = Path(models_dir or config.MODELS_DIR)
+    logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
+    stem = f"{run.name}-seed{seed}"
+    model = make_vgg16((run.image_size, run.image_size, run.channels), weights=run.weights, head=run.head,
+                       dense_units=run.dense_units, dropout=run.dropout, name=run.name)
+    provenance = model.weights_source
+    frozen, top = split_vgg16(model)
+
+    # ImageNet (or file) features are the same for every seed; random-init features are not.
+    weights_key = provenance if isinstance(provenance, str) else provenance["sha256"][:16]
+    key = f"{weights_key}-seed{seed}" if provenance == "none" else weights_key
+    cache_dir = Path(cache_dir or config.PROCESSED_DIR / "cache")
+    started = time.perf_counter()
+    features = {}
+    for split_name, images in (("train", train_images), ("val", val_images)):
+        fingerprint = hashlib.sha256(images[:: max(1, len(images) // 64)].tobytes()).hexdigest()[:12]
+        cache = cache_dir / f"vgg16-{split_name}-{run.image_size}px-{key}-{len(images)}-{fingerprint}.npy"
+        features[split_name] = vgg16_features(frozen, images, cache, run.batch_size, verbose=min(run.verbose, 1))
+    feature_seconds = time.perf_counter() - started
+
+    def dataset(x, y, shuffle):
+        data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
+        if shuffle:
+            data = data.shuffle(len(x), seed=seed)
+        return data.batch(run.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
+
+    train_data = dataset(features["train"], train_labels, True)
+    val_data = dataset(features["val"], val_labels, False)
+    class_weight = preprocess.class_weights(train_labels)
+    histories = []
+    for phase, epochs, rate in ((1, run.phase1_epochs, run.phase1_learning_rate),
+                                (2, run.phase2_epochs, run.phase2_learning_rate)):
+        if epochs <= 0:
+            continue
+        set_vgg16_phase(model, phase)
+        compile_model(top, rate)  # recompile: Keras reads `trainable` at compile time
+        phase_run = TrainConfig(name=run.name, learning_rate=rate, patience=run.patience,
+                                step_schedule=run.step_schedule)
+        history = top.fit(
+            train_data, validation_data=val_data, epochs=epochs, class_weight=class_weight, shuffle=False,
+            callbacks=make_callbacks(phase_run, models_dir / "checkpoints" / f"{stem}-phase{phase}.keras",
+                                     logs_dir / f"{stem}-phase{phase}.csv"),
+            verbose=run.verbose,
+        )
+        histories += history.history["val_loss"]
+    seconds = time.perf_counter() - started
+    val_prob = top.predict(val_data, verbose=0).ravel()
+    set_vgg16_phase(model, 2)
+    return _save(model, run, seed, val_labels, val_prob, histories, seconds, dataset_sha256, models_dir,
+                 weights=provenance, input_scaling="pixel (0-255); VGG16 caffe preprocessing inside the model",
+                 extra={"train_images": int(len(train_labels)), "class_weight": class_weight,
+                        "feature_seconds": round(feature_seconds, 1)})
 
 
 def publish(sidecars: list[dict], models_dir: Path | str | None = None) -> Path:
