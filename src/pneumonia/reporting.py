@@ -51,3 +51,11 @@ def save_figure(figure, name: str, dpi: int = 110) -> Path:
     figure.savefig(path, dpi=dpi, bbox_inches="tight")
     print(f"wrote {path}")
     return path
+
+
+def update_json(path: Path | str, values: dict) -> Path:
+    """Merge ``values`` into the JSON object at ``path`` (created when missing)."""
+    path = Path(path)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(values)
+    return write_json(path, current)

@@ -92,6 +92,7 @@ def run(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     written = []
+    run_started = time.perf_counter()
     try:
         for notebook in selected:
             values = parameters.get(notebook.stem, {})
@@ -118,4 +119,18 @@ def run(
             print(f"<== {notebook.name} done in {time.perf_counter() - started:.0f} s -> {target}", flush=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if profile == "full" and not only:
+        _record_run(time.perf_counter() - run_started)
     return written
+
+
+def _record_run(seconds: float) -> None:
+    """Whole-run wall time and peak memory (this process or any kernel it ran) into reports/benchmarks.json."""
+    import resource
+
+    from pneumonia.reporting import update_json
+
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    values = {"reproduce_full_s": round(seconds, 1), "reproduce_peak_rss_mb": round(peak_kb / 1024, 1)}
+    update_json(config.REPORTS_DIR / "benchmarks.json", values)
+    print(f"full run: {seconds / 60:.1f} min, peak memory {values['reproduce_peak_rss_mb']:.0f} MiB")
