@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup data split reproduce bench test test-code test-data lab lock clean
+.PHONY: help setup data split reproduce bench app test test-code test-data lab lock clean
 
 ## Show this help.
 help:
@@ -48,6 +48,10 @@ reproduce: $(STAMP)
 ## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
 bench: $(STAMP)
 	$(BIN)/pneumonia bench --profile $(PROFILE)
+
+## Start the upload app on http://localhost:8501 (needs a trained model in models/).
+app: $(STAMP)
+	$(BIN)/pneumonia app
 
 ## Run all tests (code, notebooks; data tests need DATA=PATH, and CI=true makes a missing dataset fail).
 test: $(STAMP)

@@ -5,6 +5,7 @@
     pneumonia data synthetic DEST [--seed S] [--image-size N]
     pneumonia reproduce [--profile full|smoke] [--data PATH] [--vgg16-weights imagenet|PATH|none] [--only NN ...]
     pneumonia bench [--profile full|smoke]
+    pneumonia app [--port N]
     pneumonia predict PATH... [--model models/cnn.keras] [--format table|json|csv] [--heatmaps DIR]
 
 Errors the user can fix print one line (``error: ...``) and exit 1; usage errors exit 2.
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", type=Path, default=None, help=f"default {config.MODELS_DIR / 'cnn.keras'}")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--heatmaps", type=Path, default=None, help="write a Grad-CAM overlay per image here")
+
+    app = commands.add_parser("app", help="start the upload app (Streamlit) on localhost")
+    app.add_argument("--port", type=int, default=8501)
     return parser
 
 
@@ -96,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             except predict.PredictError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
+        elif args.command == "app":
+            import subprocess
+
+            from pneumonia import app as app_module
+
+            command = [sys.executable, "-m", "streamlit", "run", app_module.__file__, "--server.headless", "true",
+                       "--server.address", "localhost", "--server.port", str(args.port),
+                       "--browser.gatherUsageStats", "false"]
+            return subprocess.call(command)
         elif args.command == "bench":
             from pneumonia import bench
 

@@ -168,7 +168,8 @@ def score_models(
         per_seed.append({"seed": sidecar["seed"], "threshold": sidecar["threshold"],
                          **binary_metrics(labels, probability, sidecar["threshold"])})
     entry = {
-        split: {**summarize_seeds(per_seed), **bootstrap_ci(labels, probabilities, thresholds, resamples)},
+        split: {**summarize_seeds(per_seed, HEADLINE + ("precision", "f1", "pr_auc", "brier")),
+                **bootstrap_ci(labels, probabilities, thresholds, resamples)},
         "threshold": published["threshold"],
         "thresholds": thresholds,
         "threshold_source": published["threshold_source"],

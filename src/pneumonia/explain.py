@@ -10,13 +10,14 @@ import numpy as np
 
 
 def grad_cam(model, images: np.ndarray, layer_name: str | None = None) -> np.ndarray:
-    """Heatmaps in [0, 1], one per image, at the resolution of ``layer_name`` (default: last conv)."""
+    """Heatmaps in [0, 1], one per image, at the resolution of ``layer_name``
+    (default: the last convolution's activated output, ``models.gradcam_layer_name``)."""
     import keras
     import tensorflow as tf
 
-    from pneumonia.models import last_conv_layer_name
+    from pneumonia.models import gradcam_layer_name
 
-    layer_name = layer_name or last_conv_layer_name(model)
+    layer_name = layer_name or gradcam_layer_name(model)
     grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
     inputs = tf.convert_to_tensor(images, dtype=tf.float32)
     with tf.GradientTape() as tape:

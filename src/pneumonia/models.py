@@ -51,6 +51,20 @@ def last_conv_layer_name(model: keras.Model) -> str:
     raise ValueError(f"{model.name} has no Conv2D layer")
 
 
+def gradcam_layer_name(model: keras.Model) -> str:
+    """Grad-CAM's target: the last convolution's *activated* output — its ReLU layer when it has a
+    separate one (our CNN: conv -> BatchNorm -> ReLU), else the convolution itself (VGG16's convs
+    carry their ReLU). Pre-activation maps can be negative, and Grad-CAM's final ReLU would zero them."""
+    conv = last_conv_layer_name(model)
+    names = [layer.name for layer in model.layers]
+    for layer in model.layers[names.index(conv) + 1 :]:
+        if isinstance(layer, layers.Activation):
+            return layer.name
+        if not isinstance(layer, layers.BatchNormalization):
+            break
+    return conv
+
+
 # --------------------------------------------------------------------------- VGG16 transfer learning
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"

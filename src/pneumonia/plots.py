@@ -45,3 +45,62 @@ def training_curves(logs: dict[str, Path | str], metrics=("loss", "auc", "accura
     np.atleast_1d(axes)[0].legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def roc_and_pr(curves: dict[str, tuple]):
+    """ROC and precision-recall curves; ``curves`` maps a name to (y_true, y_prob, threshold).
+    The validation-chosen operating point is marked on each curve."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for name, (truth, probability, threshold) in curves.items():
+        fpr, tpr, _ = roc_curve(truth, probability)
+        line, = left.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        predicted = probability >= threshold
+        sensitivity = predicted[truth == 1].mean()
+        specificity = 1 - predicted[truth == 0].mean()
+        left.plot(1 - specificity, sensitivity, "o", color=line.get_color())
+        precision, recall, _ = precision_recall_curve(truth, probability)
+        right.plot(recall, precision, color=line.get_color(),
+                   label=f"{name} (AP {average_precision_score(truth, probability):.3f})")
+        right.plot(sensitivity, truth[predicted].mean() if predicted.any() else 1.0, "o", color=line.get_color())
+    left.plot([0, 1], [0, 1], ":", color="grey")
+    left.set(title="ROC (dot: validation threshold)", xlabel="1 - specificity", ylabel="sensitivity")
+    right.set(title="Precision-recall (dot: validation threshold)", xlabel="recall (sensitivity)", ylabel="precision")
+    left.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def calibration(curves: dict[str, tuple], bins: int = 10):
+    """Reliability diagram with the Brier score of each model; ``curves`` maps a name to (y_true, y_prob)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    figure, axis = plt.subplots(figsize=(5.2, 4.6))
+    for name, (truth, probability) in curves.items():
+        observed, predicted = calibration_curve(truth, probability, n_bins=bins, strategy="uniform")
+        axis.plot(predicted, observed, "o-", label=f"{name} (Brier {brier_score_loss(truth, probability):.3f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    axis.set(title="Calibration on the test split", xlabel="predicted probability of pneumonia",
+             ylabel="observed share with pneumonia")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def gradcam_gallery(rows: list[tuple[str, list]], columns: int = 4, size: float = 2.2):
+    """One row per model: (title, [(overlay RGB uint8, caption), ...])."""
+    figure, axes = plt.subplots(len(rows), columns, figsize=(size * columns, size * len(rows) + 0.4), squeeze=False)
+    for row, (title, items) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(items):
+                picture, caption = items[column]
+                axis.imshow(picture)
+                axis.set_title(f"{title}\n{caption}" if column == 0 else caption, fontsize=7)
+    figure.suptitle("Grad-CAM: where each model looked (right and wrong cases)")
+    figure.tight_layout()
+    return figure

@@ -23,6 +23,7 @@ def test_make_cnn_shapes_and_parameters(size, channels):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == convs + batchnorm + dense
     assert models.last_conv_layer_name(model) == "block3_conv"
+    assert models.gradcam_layer_name(model) == "block3_relu"
     assert model.get_layer("block1_conv").strides == (2, 2)
 
 
@@ -54,3 +55,23 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
 def test_step_decay_divides_the_rate_every_few_epochs():
     schedule = train.step_decay(1e-3, factor=0.5, every=3).schedule
     assert [schedule(e) for e in (0, 2, 3, 6)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
+def test_grad_cam_highlights_the_region_that_drives_the_score():
+    import keras
+
+    from pneumonia import explain
+
+    # A model whose score is the mean activation of its only conv: bright top-left means high score.
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(1, 1, kernel_initializer="ones", use_bias=False, name="conv")(inputs)
+    x = keras.layers.Activation("relu", name="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    image = np.zeros((1, 16, 16, 1), dtype="float32")
+    image[0, :8, :8] = 1.0
+    heat = explain.grad_cam(model, image)[0]
+    assert heat.shape == (16, 16) and heat.max() == pytest.approx(1.0)
+    assert heat[:8, :8].mean() > 0.9 and heat[8:, 8:].max() == 0.0
+    overlay = explain.overlay((image[0] * 255).astype(np.uint8), heat)
+    assert overlay.shape == (16, 16, 3) and overlay.dtype == np.uint8

@@ -23,7 +23,7 @@ def test_make_vgg16_is_one_flat_graph_with_a_sigmoid_output(vgg):
     assert vgg.get_layer("block5_conv3") in vgg.layers  # reachable for Grad-CAM, not nested
     assert not any(hasattr(layer, "layers") for layer in vgg.layers)
     assert vgg.weights_source == "none"
-    assert models.last_conv_layer_name(vgg) == "block5_conv3"
+    assert models.last_conv_layer_name(vgg) == models.gradcam_layer_name(vgg) == "block5_conv3"
 
 
 def test_phases_set_which_layers_train(vgg):

@@ -1,0 +1,80 @@
+"""The upload app, driven headless by Streamlit's AppTest."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+
+from pneumonia import app, config, train  # noqa: E402
+
+APP_FILE = str(Path(app.__file__))
+
+
+class Upload:
+    """What st.file_uploader returns, for the app's code path."""
+
+    def __init__(self, name, payload):
+        self.name, self._payload = name, payload
+
+    def getvalue(self):
+        return self._payload
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny published model in the test workspace's models/ folder."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0, 1] * 20, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    run = train.TrainConfig(name="cnn", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0)
+    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", config.MODELS_DIR,
+                              tmp_path_factory.mktemp("logs"))
+    yield train.publish([sidecar], config.MODELS_DIR)
+    shutil.rmtree(config.MODELS_DIR, ignore_errors=True)
+
+
+def _run_with_upload(monkeypatch, upload):
+    import streamlit as st
+
+    monkeypatch.setattr(st, "file_uploader", lambda *a, **k: upload)
+    tester = streamlit_testing.AppTest.from_file(APP_FILE, default_timeout=120)
+    tester.run()
+    return tester
+
+
+def _jpeg(shade=120):
+    buffer = io.BytesIO()
+    Image.new("L", (300, 280), shade).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_app_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "empty")
+    tester = _run_with_upload(monkeypatch, None)
+    assert not tester.exception
+    assert "No trained model" in tester.info[0].value and "make reproduce" in tester.info[0].value
+    assert "not be used to diagnose" in tester.warning[0].value
+
+
+def test_app_predicts_an_upload(trained, monkeypatch):
+    tester = _run_with_upload(monkeypatch, Upload("xray.jpeg", _jpeg()))
+    assert not tester.exception and not tester.error
+    assert tester.subheader[0].value in ("Prediction: Pneumonia", "Prediction: No pneumonia")
+    assert "Probability of pneumonia" in tester.markdown[0].value and "threshold" in tester.markdown[0].value
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"", "empty file"), (b"<html>", "not an image"),
+                                                 (_jpeg()[:300], "truncated or corrupt")])
+def test_app_refuses_bad_files_in_one_line(trained, monkeypatch, payload, reason):
+    tester = _run_with_upload(monkeypatch, Upload("bad.jpeg", payload))
+    assert not tester.exception
+    assert len(tester.error) == 1 and reason in tester.error[0].value and "\n" not in tester.error[0].value
+    assert not tester.subheader
