@@ -33,6 +33,8 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     When a range of thresholds ties (common when validation AUC is near 1), take the middle of the
     range rather than its edge, so the threshold does not sit on a single validation image.
     """
+    if len(np.unique(y_true)) < 2:
+        raise ValueError("the validation split needs images of both classes to choose a threshold")
     false_positive_rate, true_positive_rate, thresholds = roc_curve(y_true, y_prob, drop_intermediate=False)
     youden = true_positive_rate - false_positive_rate
     best = np.flatnonzero(np.isclose(youden, youden.max()))

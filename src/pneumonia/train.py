@@ -42,6 +42,16 @@ class TrainConfig:
     verbose: int = 2
 
 
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and TensorFlow seeds, and deterministic TensorFlow ops: the same seed gives the
+    same model (measured: no slowdown of this CNN's epochs on the 2-core CPU)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def compile_model(model, learning_rate: float = 1e-3, label_smoothing: float = 0.0):
     import keras
 
@@ -114,7 +124,7 @@ def train_one(
 
     from pneumonia.models import make_cnn
 
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     models_dir = Path(models_dir or config.MODELS_DIR)
     logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
     stem = f"{run.name}-seed{seed}"
@@ -224,7 +234,16 @@ def vgg16_features(frozen, images: np.ndarray, cache: Path | None, batch_size: i
     """block4_pool features of ``images`` (0-255), computed once and cached as float16."""
     if cache is not None and cache.exists():
         return np.load(cache)
-    features = frozen.predict(images.astype(np.float32), batch_size=batch_size, verbose=verbose).astype(np.float16)
+    from tqdm import tqdm
+
+    # In chunks: a float32 copy of every image at once (and float32 features) would double peak memory.
+    chunk = 256
+    features = None
+    for start in tqdm(range(0, len(images), chunk), desc="VGG16 blocks 1-4", unit="chunk", disable=not verbose):
+        part = frozen.predict(images[start : start + chunk].astype(np.float32), batch_size=batch_size, verbose=0)
+        if features is None:
+            features = np.empty((len(images), *part.shape[1:]), dtype=np.float16)
+        features[start : start + len(part)] = part
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         temporary = cache.with_name(f".{cache.name}.tmp.npy")
@@ -257,7 +276,7 @@ def train_vgg16(
 
     from pneumonia.models import make_vgg16, set_vgg16_phase, split_vgg16
 
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     models_dir = Path(models_dir or config.MODELS_DIR)
     logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
     stem = f"{run.name}-seed{seed}"

@@ -59,3 +59,8 @@ def test_summarize_seeds_reports_mean_and_spread():
     summary = evaluate.summarize_seeds([{m: 0.8 for m in evaluate.HEADLINE}, {m: 0.9 for m in evaluate.HEADLINE}])
     assert summary["accuracy"] == pytest.approx(0.85)
     assert summary["accuracy_std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+
+
+def test_choose_threshold_needs_both_classes():
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate.choose_threshold(np.zeros(10), np.linspace(0, 1, 10))

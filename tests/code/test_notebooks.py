@@ -47,9 +47,17 @@ def test_only_notebook_06_reads_test_images():
         assert reads_test_images == path.stem.startswith("06"), path.name
 
 
-def test_smoke_chain_runs_on_synthetic_data(synthetic_source, tmp_path):
-    result = _reproduce(tmp_path, "--profile", "smoke", "--data", str(synthetic_source))
+@pytest.fixture(scope="module")
+def smoke_workspace(synthetic_source, tmp_path_factory):
+    """The whole chain, smoke profile, on the synthetic dataset, once for this module."""
+    workspace = tmp_path_factory.mktemp("smoke")
+    result = _reproduce(workspace, "--profile", "smoke", "--data", str(synthetic_source))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workspace
+
+
+def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
+    tmp_path = smoke_workspace
     for path in reproduce.notebooks():
         assert (tmp_path / "reports" / "notebooks" / path.name).exists()
     for figure in ("02-class-counts", "02-image-properties", "02-images-per-patient", "02-sample-grid"):
@@ -93,3 +101,13 @@ def test_a_failing_notebook_is_named_with_its_cell_and_earlier_reports_survive(t
     assert last_line.startswith("error: 01-download.ipynb failed in cell [") and "DataError" in last_line
     assert executed.read_text() == "previous run"
     assert not (tmp_path / "reports" / ".tmp-notebooks").exists()
+
+
+def test_the_same_seed_gives_the_same_metrics(smoke_workspace, synthetic_source, tmp_path):
+    result = _reproduce(tmp_path, "--profile", "smoke", "--data", str(synthetic_source), "--only", "01", "04", "06")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    first = json.loads((smoke_workspace / "reports" / "metrics.json").read_text())
+    second = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    for name in ("cnn", "cnn_smote"):
+        assert second[name]["test"] == first[name]["test"]
+        assert second[name]["thresholds"] == first[name]["thresholds"]
