@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup data split reproduce bench app test test-code test-data lab lock clean
+.PHONY: help setup data split reproduce bench app test test-code test-data test-browser lab lock clean
 
 ## Show this help.
 help:
@@ -55,7 +55,7 @@ app: $(STAMP)
 
 ## Run all tests (code, notebooks; data tests need DATA=PATH, and CI=true makes a missing dataset fail).
 test: $(STAMP)
-	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests
+	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests --ignore=tests/browser
 
 ## Run the fast tests on synthetic data only.
 test-code: $(STAMP)
@@ -64,6 +64,12 @@ test-code: $(STAMP)
 ## Run the real dataset's contract tests (DATA=PATH).
 test-data: $(STAMP)
 	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests/data
+
+## Drive the app in a real browser (installs Debian's chromium with apt and Playwright for Python).
+test-browser: $(STAMP)
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { echo "error: could not install chromium (apt-get install chromium, as root)" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev,browser]"
+	$(BIN)/python -m pytest tests/browser
 
 ## Start JupyterLab on the notebooks.
 lab: $(STAMP)
