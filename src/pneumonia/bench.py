@@ -96,7 +96,8 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
 
     def fresh_model(jit: bool = False):
         keras.utils.set_random_seed(0)
-        model = make_cnn(shape, filters=tuple(run.filters), stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2)
+        model = make_cnn(shape, filters=tuple(run.filters), stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2,
+                         batchnorm_momentum=run.batchnorm_momentum)
         train.compile_model(model, run.learning_rate)
         if jit:
             model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)

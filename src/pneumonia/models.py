@@ -12,6 +12,7 @@ def make_cnn(
     stem_stride: int = 2,
     dropout: float = 0.3,
     l2: float = 1e-4,
+    batchnorm_momentum: float = 0.99,
     name: str = "cnn",
 ) -> keras.Model:
     """A from-scratch CNN: conv blocks (Conv, BatchNorm, ReLU, MaxPool), global pooling, dropout, sigmoid.
@@ -33,7 +34,7 @@ def make_cnn(
             kernel_regularizer=regularizer,
             name=f"block{index + 1}_conv",
         )(x)
-        x = layers.BatchNormalization(name=f"block{index + 1}_bn")(x)
+        x = layers.BatchNormalization(momentum=batchnorm_momentum, name=f"block{index + 1}_bn")(x)
         x = layers.Activation("relu", name=f"block{index + 1}_relu")(x)
         if index < len(filters) - 1:
             x = layers.MaxPooling2D(2, name=f"block{index + 1}_pool")(x)

@@ -30,6 +30,7 @@ class TrainConfig:
     stem_stride: int = 2
     dropout: float = 0.3
     l2: float = 1e-4
+    batchnorm_momentum: float = 0.99
     batch_size: int = 32
     epochs: int = 20
     learning_rate: float = 1e-3
@@ -153,6 +154,7 @@ def train_one(
         stem_stride=run.stem_stride,
         dropout=run.dropout,
         l2=run.l2,
+        batchnorm_momentum=run.batchnorm_momentum,
         name=run.name,
     )
     compile_model(model, run.learning_rate, run.label_smoothing)

@@ -75,3 +75,9 @@ def test_grad_cam_highlights_the_region_that_drives_the_score():
     assert heat[:8, :8].mean() > 0.9 and heat[8:, 8:].max() == 0.0
     overlay = explain.overlay((image[0] * 255).astype(np.uint8), heat)
     assert overlay.shape == (16, 16, 3) and overlay.dtype == np.uint8
+
+
+def test_batchnorm_momentum_is_a_parameter():
+    model = models.make_cnn((32, 32, 1), filters=(4, 8), batchnorm_momentum=0.9)
+    assert {model.get_layer(f"block{i}_bn").momentum for i in (1, 2)} == {0.9}
+    assert models.make_cnn((32, 32, 1), filters=(4,)).get_layer("block1_bn").momentum == 0.99
