@@ -14,9 +14,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.browser
@@ -29,17 +29,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from pneumonia import train
-
+def app_url(tmp_path_factory, tiny_model):
     workspace = tmp_path_factory.mktemp("browser-workspace")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0, 1] * 20, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150
-    run = train.TrainConfig(name="cnn", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0)
-    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", workspace / "models", workspace / "logs")
-    train.publish([sidecar], workspace / "models")
+    tiny_model(workspace / "models", workspace / "logs", name="cnn")
 
     port = _free_port()
     env = {**os.environ, "PNEUMONIA_WORKSPACE": str(workspace)}

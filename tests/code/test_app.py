@@ -6,13 +6,12 @@ import io
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 
-from pneumonia import app, config, train  # noqa: E402
+from pneumonia import app, config  # noqa: E402
 
 APP_FILE = str(Path(app.__file__))
 
@@ -28,16 +27,9 @@ class Upload:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_model):
     """A tiny published model in the test workspace's models/ folder."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0, 1] * 20, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150
-    run = train.TrainConfig(name="cnn", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0)
-    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", config.MODELS_DIR,
-                              tmp_path_factory.mktemp("logs"))
-    yield train.publish([sidecar], config.MODELS_DIR)
+    yield tiny_model(config.MODELS_DIR, tmp_path_factory.mktemp("logs"), name="cnn")
     shutil.rmtree(config.MODELS_DIR, ignore_errors=True)
 
 

@@ -14,20 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumonia import predict, train
+from pneumonia import predict
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
+def model_path(tmp_path_factory, tiny_model):
     """A tiny trained model with its published sidecar."""
     folder = tmp_path_factory.mktemp("models")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0, 1] * 20, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150
-    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0)
-    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", folder, folder / "logs")
-    return train.publish([sidecar], folder)
+    return tiny_model(folder, folder / "logs")
 
 
 def _png_header_only(width, height):
