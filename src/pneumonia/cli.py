@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             from pneumonia import bench
 
-            bench.write(bench.run_benchmarks(args.profile))
+            bench.record(bench.run_benchmarks(args.profile))
     except (DataError, NotebookFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

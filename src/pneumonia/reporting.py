@@ -53,13 +53,6 @@ def save_figure(figure, name: str, dpi: int = 110) -> Path:
     return path
 
 
-def update_json(path: Path | str, values: dict) -> Path:
-    """Merge ``values`` into the JSON object at ``path`` (created when missing)."""
-    path = Path(path)
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(values)
-    return write_json(path, current)
-
 
 ANCHORS = [
     {"model": "Kermany et al. 2018 (InceptionV3, ImageNet transfer)", "weights": "ImageNet", "accuracy": 0.928, "sensitivity": 0.932,

@@ -128,9 +128,9 @@ def _record_run(seconds: float) -> None:
     """Whole-run wall time and peak memory (this process or any kernel it ran) into reports/benchmarks.json."""
     import resource
 
-    from pneumonia.reporting import update_json
+    from pneumonia.bench import record
 
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     values = {"reproduce_full_s": round(seconds, 1), "reproduce_peak_rss_mb": round(peak_kb / 1024, 1)}
-    update_json(config.REPORTS_DIR / "benchmarks.json", values)
+    record(values)
     print(f"full run: {seconds / 60:.1f} min, peak memory {values['reproduce_peak_rss_mb']:.0f} MiB")

@@ -70,13 +70,19 @@ def browser():
         launched.close()
 
 
-def test_upload_shows_a_prediction(app_url, browser, tmp_path):
-    image = tmp_path / "xray.png"
-    Image.new("L", (320, 300), 90).save(image)
+def _upload(browser, app_url, path):
+    """Open the app, upload ``path`` through its file input, return the page."""
     page = browser.new_page()
     page.goto(app_url)
     page.get_by_text("Upload a chest X-ray image...").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(image))
+    page.locator("input[type=file]").set_input_files(str(path))
+    return page
+
+
+def test_upload_shows_a_prediction(app_url, browser, tmp_path):
+    image = tmp_path / "xray.png"
+    Image.new("L", (320, 300), 90).save(image)
+    page = _upload(browser, app_url, image)
     prediction = page.get_by_text("Prediction:")
     prediction.wait_for(timeout=60_000)
     assert prediction.inner_text() in ("Prediction: Pneumonia", "Prediction: No pneumonia")
@@ -87,10 +93,7 @@ def test_upload_shows_a_prediction(app_url, browser, tmp_path):
 def test_a_bad_file_gets_one_line(app_url, browser, tmp_path):
     bad = tmp_path / "broken.jpeg"
     bad.write_bytes(b"this is not a jpeg")
-    page = browser.new_page()
-    page.goto(app_url)
-    page.get_by_text("Upload a chest X-ray image...").wait_for(timeout=60_000)
-    page.locator("input[type=file]").set_input_files(str(bad))
+    page = _upload(browser, app_url, bad)
     refusal = page.get_by_text("Refused broken.jpeg")
     refusal.wait_for(timeout=60_000)
     assert "not an image" in refusal.inner_text()
