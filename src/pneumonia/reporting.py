@@ -38,8 +38,12 @@ def write_json(path: Path | str, payload: dict) -> Path:
 
 
 def save_metrics(name: str, metrics: dict) -> Path:
-    """``reports/metrics/<name>.json`` (``name`` is the notebook's, e.g. ``02-eda``)."""
-    path = write_json(config.METRICS_DIR / f"{name}.json", metrics)
+    """``reports/metrics/<name>.json`` (``name`` is the notebook's, e.g. ``02-eda``), with the peak
+    memory of this process so far (``peak_rss_mb``): called at a notebook's end, that is the notebook's."""
+    import resource
+
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    path = write_json(config.METRICS_DIR / f"{name}.json", {**metrics, "peak_rss_mb": peak_mb})
     print(f"wrote {path}")
     return path
 

@@ -10,6 +10,7 @@ it and the failing cell.
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 import time
 from pathlib import Path
@@ -124,6 +125,16 @@ def run(
     return written
 
 
+def _notebook_peaks() -> dict[str, float]:
+    """Each notebook's peak memory, as its kernel wrote it into reports/metrics/<stem>.json."""
+    peaks = {}
+    for notebook in notebooks():
+        path = config.METRICS_DIR / f"{notebook.stem}.json"
+        if path.exists():
+            peaks[notebook.stem] = json.loads(path.read_text()).get("peak_rss_mb")
+    return peaks
+
+
 def _record_run(seconds: float) -> None:
     """Whole-run wall time and peak memory (this process or any kernel it ran) into reports/benchmarks.json."""
     import resource
@@ -131,6 +142,7 @@ def _record_run(seconds: float) -> None:
     from pneumonia.bench import record
 
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    values = {"reproduce_full_s": round(seconds, 1), "reproduce_peak_rss_mb": round(peak_kb / 1024, 1)}
+    values = {"reproduce_full_s": round(seconds, 1), "reproduce_peak_rss_mb": round(peak_kb / 1024, 1),
+              "reproduce_peak_rss_mb_by_notebook": _notebook_peaks()}
     record(values)
     print(f"full run: {seconds / 60:.1f} min, peak memory {values['reproduce_peak_rss_mb']:.0f} MiB")

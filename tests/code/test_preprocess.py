@@ -98,8 +98,50 @@ def test_make_dataset_yields_float_batches_in_unit_range(augment):
 
 def test_make_augmentation_is_none_when_nothing_is_asked_for():
     assert preprocess.make_augmentation() is None
-    names = [layer.name for layer in preprocess.make_augmentation(rotation=0.1, horizontal_flip=True).layers]
-    assert any("rotation" in n for n in names) and any("flip" in n for n in names)
+    layers = preprocess.make_augmentation(rotation=0.1, shift=0.1, zoom=0.1, horizontal_flip=True).layers
+    assert [type(layer).__name__ for layer in layers] == ["RandomAffine", "RandomFlip"]
+
+
+def _square(size=32, batch=8):
+    images = np.zeros((batch, size, size, 1), np.float32)
+    images[:, 12:20, 12:20] = 1.0
+    return images
+
+
+def test_random_affine_is_the_identity_at_zero_amounts_and_at_inference():
+    images = np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float32)
+    moving = preprocess.RandomAffine(rotation=0.1, shift=0.1, shear=0.1, zoom=0.1, seed=0)
+    np.testing.assert_array_equal(np.asarray(moving(images, training=False)), images)
+    still = preprocess.RandomAffine(seed=0)
+    np.testing.assert_allclose(np.asarray(still(images, training=True)), images, atol=1e-6)
+
+
+def test_random_affine_moves_each_image_differently_within_its_ranges():
+    images = _square()
+    out = np.asarray(preprocess.RandomAffine(rotation=0.03, shift=0.1, zoom=0.1, seed=0)(images, training=True))
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert len({out[i].tobytes() for i in range(len(out))}) == len(out)
+    rows, cols = np.mgrid[:32, :32]
+    for image in out[..., 0]:
+        centre = (float((rows * image).sum() / image.sum()), float((cols * image).sum() / image.sum()))
+        assert abs(centre[0] - 15.5) <= 0.1 * 32 * 1.1 + 1 and abs(centre[1] - 15.5) <= 0.1 * 32 * 1.1 + 1
+        assert 64 / 1.1**2 - 6 <= image.sum() <= 64 / 0.9**2 + 6  # zoom changes the square's area by at most 1.1²
+
+
+def test_random_affine_rotates_about_the_centre():
+    bar = np.zeros((1, 33, 33, 1), np.float32)
+    bar[0, 16, 4:29] = 1.0  # horizontal bar through the centre
+    layer = preprocess.RandomAffine(rotation=0.25, seed=3)  # up to a quarter turn either way
+    turned = np.asarray(layer(np.repeat(bar, 16, axis=0), training=True))[..., 0]
+    assert np.all(turned[:, 16, 16] > 0.5)  # the centre stays put
+    assert (turned[:, :8].sum(axis=(1, 2)) > 1).any()  # and some copies now reach the top rows
+
+
+def test_random_affine_repeats_with_its_seed():
+    images = _square()
+    first = preprocess.RandomAffine(rotation=0.05, shift=0.1, seed=7)(images, training=True)
+    second = preprocess.RandomAffine(rotation=0.05, shift=0.1, seed=7)(images, training=True)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
 
 
 def test_class_weights_balance_the_loss():
