@@ -11,11 +11,12 @@ DATA ?=
 VGG16_WEIGHTS ?=
 PROFILE ?= full
 STAMP := $(VENV)/.installed
+NBVAL := $(CURDIR)/build/nbval
 
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup data split reproduce bench app test test-code test-data test-browser lab lock clean
+.PHONY: help setup data split reproduce bench app test test-nbval test-code test-data test-browser lab lock clean
 
 ## Show this help.
 help:
@@ -53,9 +54,17 @@ bench: $(STAMP)
 app: $(STAMP)
 	$(BIN)/pneumonia app
 
-## Run all tests (code, notebooks; data tests need DATA=PATH, and CI=true makes a missing dataset fail).
+## Run all tests: pytest (code, data, notebooks; data tests need DATA=PATH, CI=true makes missing data fail), then nbval.
 test: $(STAMP)
 	PNEUMONIA_DATA="$(DATA)" $(BIN)/python -m pytest tests --ignore=tests/browser
+	$(MAKE) --no-print-directory test-nbval
+
+## Run every notebook cell under pytest --nbval-lax, with the smoke parameters, on synthetic data.
+test-nbval: $(STAMP)
+	rm -rf $(NBVAL) && mkdir -p $(NBVAL)
+	$(BIN)/pneumonia data synthetic $(NBVAL)/source/chest_xray
+	PNEUMONIA_WORKSPACE=$(NBVAL)/workspace $(BIN)/pneumonia reproduce --profile smoke --data $(NBVAL)/source/chest_xray --prepare-only $(NBVAL)/notebooks
+	PNEUMONIA_WORKSPACE=$(NBVAL)/workspace $(BIN)/python -m pytest --nbval-lax --current-env -p no:cacheprovider $(NBVAL)/notebooks
 
 ## Run the fast tests on synthetic data only.
 test-code: $(STAMP)

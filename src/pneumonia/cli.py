@@ -4,6 +4,7 @@
     pneumonia data split [--data DIR] [--out FILE] [--val-fraction F] [--seed S]
     pneumonia data synthetic DEST [--seed S] [--image-size N]
     pneumonia reproduce [--profile full|smoke] [--data PATH] [--vgg16-weights imagenet|PATH|none] [--only NN ...]
+                        [--prepare-only DIR]
     pneumonia bench [--profile full|smoke]
     pneumonia app [--port N]
     pneumonia predict PATH... [--model models/cnn.keras] [--format table|json|csv] [--heatmaps DIR]
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--vgg16-weights", default=None, metavar="imagenet|PATH|none",
                            help="VGG16 base weights for notebook 05 (default: the profile's, imagenet in full)")
     reproduce.add_argument("--only", nargs="+", default=None, help="notebook numbers or stems to run, e.g. 01 02")
+    reproduce.add_argument("--prepare-only", type=Path, default=None, metavar="DIR",
+                           help="write the parameterised notebooks to DIR without running them (for nbval)")
 
     bench = commands.add_parser("bench", help="time the input pipeline against the model's compute")
     bench.add_argument("--profile", choices=["full", "smoke"], default="full")
@@ -89,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"wrote {make_synthetic_dataset(args.dest, image_size=args.image_size, seed=args.seed)}")
         elif args.command == "reproduce":
-            from pneumonia.reproduce import run
+            from pneumonia.reproduce import prepare, run
 
-            run(profile=args.profile, data=args.data, only=args.only, vgg16_weights=args.vgg16_weights)
+            if args.prepare_only:
+                written = prepare(args.prepare_only, profile=args.profile, data=args.data, only=args.only,
+                                  vgg16_weights=args.vgg16_weights)
+                print(f"wrote {len(written)} notebooks with {args.profile} parameters to {args.prepare_only}")
+            else:
+                run(profile=args.profile, data=args.data, only=args.only, vgg16_weights=args.vgg16_weights)
         elif args.command == "predict":
             from pneumonia import predict
 

@@ -62,6 +62,43 @@ def _check_vgg16_weights(values: dict) -> None:
         raise NotebookFailed(f"05-vgg16.ipynb cannot run: {error}") from None
 
 
+def run_parameters(profile: str = "full", data: Path | str | None = None, vgg16_weights: str | None = None) -> dict:
+    """Each notebook's parameters for a run: params/<profile>.yaml plus the command line's data and weights."""
+    parameters = load_parameters(profile)
+    if data is not None:
+        parameters.setdefault("01-download", {})["source"] = str(Path(data).expanduser().resolve())
+    if vgg16_weights:
+        weights = None if vgg16_weights.lower() == "none" else vgg16_weights
+        if weights not in (None, "imagenet"):
+            weights = str(Path(weights).expanduser().resolve())
+        parameters.setdefault("05-vgg16", {})["weights"] = weights
+    return parameters
+
+
+def prepare(
+    destination: Path | str,
+    profile: str = "full",
+    data: Path | str | None = None,
+    only: list[str] | None = None,
+    vgg16_weights: str | None = None,
+) -> list[Path]:
+    """Write the notebooks with a run's parameters injected, unexecuted (``papermill --prepare-only``).
+
+    ``make test-nbval`` runs ``pytest --nbval-lax`` over the smoke profile's copies: the stored notebooks'
+    defaults are the full run, which does not fit in a test.
+    """
+    parameters = run_parameters(profile, data, vgg16_weights)
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    written = []
+    for notebook in notebooks(only):
+        target = destination / notebook.name
+        papermill.execute_notebook(str(notebook), str(target), parameters=parameters.get(notebook.stem, {}),
+                                   kernel_name="python3", prepare_only=True, progress_bar=False)
+        written.append(target)
+    return written
+
+
 def run(
     profile: str = "full",
     data: Path | str | None = None,
@@ -75,14 +112,7 @@ def run(
     weights are checked before the first notebook runs, so an offline machine learns it at once,
     not after the CNN has trained.
     """
-    parameters = load_parameters(profile)
-    if data is not None:
-        parameters.setdefault("01-download", {})["source"] = str(Path(data).expanduser().resolve())
-    if vgg16_weights:
-        weights = None if vgg16_weights.lower() == "none" else vgg16_weights
-        if weights not in (None, "imagenet"):
-            weights = str(Path(weights).expanduser().resolve())
-        parameters.setdefault("05-vgg16", {})["weights"] = weights
+    parameters = run_parameters(profile, data, vgg16_weights)
     selected = notebooks(only)
     if not selected:
         raise NotebookFailed(f"no notebooks matched {only} in {config.NOTEBOOKS_DIR}")

@@ -111,3 +111,25 @@ def test_the_same_seed_gives_the_same_metrics(smoke_workspace, synthetic_source,
     for name in ("cnn", "cnn_smote"):
         assert second[name]["test"] == first[name]["test"]
         assert second[name]["thresholds"] == first[name]["thresholds"]
+
+
+def test_prepare_only_injects_the_profile_parameters_without_running(tmp_path, synthetic_source):
+    env = {**os.environ, "PNEUMONIA_WORKSPACE": str(tmp_path / "workspace")}
+    result = subprocess.run([sys.executable, "-m", "pneumonia.cli", "reproduce", "--profile", "smoke", "--data",
+                             str(synthetic_source), "--prepare-only", str(tmp_path / "prepared")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    prepared = sorted((tmp_path / "prepared").glob("*.ipynb"))
+    assert [p.name for p in prepared] == [p.name for p in reproduce.notebooks()]
+    smoke = reproduce.load_parameters("smoke")
+    for path in prepared:
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert all(not c.outputs for c in code)
+        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+        values = smoke.get(path.stem, {})
+        assert len(injected) == (1 if values or path.stem == "01-download" else 0), path.name
+        for name, value in values.items():
+            assert f"{name} = {value!r}" in injected[0].source, (path.name, name)
+    assert str(synthetic_source) in nbformat.read(prepared[0], as_version=4).cells[2].source
+    assert not (tmp_path / "workspace" / "reports" / "notebooks").exists()
