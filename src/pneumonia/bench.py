@@ -44,7 +44,7 @@ class EpochTimer:
         return _Timer()
 
 
-def _epoch_seconds(model, data, epochs: int = 3, **fit_kwargs) -> float:
+def _epoch_seconds(model, data, epochs: int = 5, **fit_kwargs) -> float:
     """The fastest epoch after the first (which traces and warms up): the least disturbed by other load."""
     timer = EpochTimer()
     model.fit(data, epochs=epochs, verbose=0, callbacks=[timer], shuffle=False, **fit_kwargs)

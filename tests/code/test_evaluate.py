@@ -64,3 +64,16 @@ def test_summarize_seeds_reports_mean_and_spread():
 def test_choose_threshold_needs_both_classes():
     with pytest.raises(ValueError, match="both classes"):
         evaluate.choose_threshold(np.zeros(10), np.linspace(0, 1, 10))
+
+
+def test_reports_readme_tables_every_model_and_links_the_benchmarks_instead_of_copying_them():
+    from pneumonia import config, reporting
+
+    test = {m: 0.9 for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+    metrics = {"cnn": {"test": test, "weights": "none (trained from scratch)", "seeds": [0, 1, 2], "threshold_source": "validation"}}
+    path = reporting.write_reports_readme(metrics, {"reproduce_full_s": 1234.5, "machine": {"cpus": 2}}, [])
+    text = path.read_text()
+    assert path == config.REPORTS_DIR / "README.md"
+    assert "| **cnn** | none (trained from scratch) | 3 |" in text and "| validation |" in text and "Kermany" in text
+    assert "(benchmarks.md)" in text and "1234.5" not in text
+    assert reporting.DISCLAIMER in text
