@@ -121,8 +121,6 @@ def train_one(
     logs_dir: Path | str | None = None,
 ) -> dict:
     """Train one seed; save ``models/<name>-seed<seed>.keras`` and its ``.json`` sidecar; return the sidecar."""
-    import keras
-
     from pneumonia.models import make_cnn
 
     seed_everything(seed)
@@ -273,9 +271,6 @@ def train_vgg16(
     cached features, so no augmentation is possible there: augmenting would mean running blocks 1-4
     again for every augmented copy.
     """
-    import keras
-    import tensorflow as tf
-
     from pneumonia.models import make_vgg16, set_vgg16_phase, split_vgg16
 
     seed_everything(seed)
@@ -299,14 +294,9 @@ def train_vgg16(
         features[split_name] = vgg16_features(frozen, images, cache, run.batch_size, verbose=min(run.verbose, 1))
     feature_seconds = time.perf_counter() - started
 
-    def dataset(x, y, shuffle):
-        data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
-        if shuffle:
-            data = data.shuffle(len(x), seed=seed)
-        return data.batch(run.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
-
-    train_data = dataset(features["train"], train_labels, True)
-    val_data = dataset(features["val"], val_labels, False)
+    # Cached features are model inputs as they are: no rescaling (scale=1), no augmentation.
+    train_data = preprocess.make_dataset(features["train"], train_labels, run.batch_size, shuffle=True, seed=seed, scale=1)
+    val_data = preprocess.make_dataset(features["val"], val_labels, run.batch_size, scale=1)
     class_weight = preprocess.class_weights(train_labels)
     histories = []
     for phase, epochs, rate in ((1, run.phase1_epochs, run.phase1_learning_rate),
