@@ -175,6 +175,7 @@ def score_models(
         "threshold": published["threshold"],
         "thresholds": thresholds,
         "threshold_source": published["threshold_source"],
+        "threshold_method": published.get("threshold_method", "youden_j_midpoint"),
         "seeds": [run["seed"] for run in per_seed],
         "per_seed": per_seed,
         "weights": published["weights"],

@@ -91,6 +91,12 @@ def weights_label(weights) -> str:
     return str(weights)
 
 
+def threshold_label(entry: dict) -> str:
+    """Where a model's threshold came from, in a table cell: ``validation`` or ``validation + shifted copy``."""
+    source = entry.get("threshold_source", "–")
+    return f"{source} + shifted copy" if "simulated-shift" in entry.get("threshold_method", "") else source
+
+
 def comparison_table(metrics: dict) -> str:
     """Markdown: our models (mean ± sd over seeds [bootstrap 95% CI]) beside the published anchors."""
     header = ("| model | weights | seeds | accuracy % | sensitivity % | specificity % | ROC AUC | threshold from |\n"
@@ -100,7 +106,7 @@ def comparison_table(metrics: dict) -> str:
         test = entry.get("test", {})
         rows.append(f"| **{name}** | {weights_label(entry.get('weights'))} | {len(entry.get('seeds', []))} | "
                     + " | ".join(_cell(test, m) for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))
-                    + f" | {entry.get('threshold_source', '–')} |")
+                    + f" | {threshold_label(entry)} |")
     for anchor in ANCHORS:
         rows.append(f"| {anchor['model']} (published) | {anchor['weights']} | – | "
                     + " | ".join(_cell(anchor, m) for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))

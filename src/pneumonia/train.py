@@ -40,7 +40,13 @@ class TrainConfig:
     augmentation: dict = field(default_factory=dict)
     patience: int = 5
     step_schedule: dict | None = None  # e.g. {"factor": 0.5, "every": 5}; None: ReduceLROnPlateau
+    threshold_shift: float = 0.0  # > 0: choose the threshold on validation plus a simulated-shift copy of it
     verbose: int = 2
+
+
+# Notebook 04 checks robustness on the shifted copy with seed 1; the copy that chooses the threshold
+# must not be the one that checks it.
+THRESHOLD_SHIFT_SEED = 2
 
 
 def seed_everything(seed: int) -> None:
@@ -128,6 +134,7 @@ def train_one(
     logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
     stem = f"{run.name}-seed{seed}"
 
+    raw_val_images = val_images
     train_images = preprocess.normalize_intensity(train_images, run.intensity)
     val_images = preprocess.normalize_intensity(val_images, run.intensity)
     class_weight = None
@@ -169,17 +176,38 @@ def train_one(
     seconds = time.perf_counter() - started
 
     val_prob = model.predict(val_data, verbose=0).ravel()
-    return _save(model, run, seed, val_labels, val_prob, history.history["val_loss"], seconds, dataset_sha256,
-                 models_dir, weights="none (trained from scratch)", input_scaling="pixel / 255",
+    return _save(model, run, seed, raw_val_images, val_labels, val_prob, history.history["val_loss"], seconds,
+                 dataset_sha256, models_dir, weights="none (trained from scratch)", input_scaling="pixel / 255",
                  extra={"train_images": int(len(train_labels)), "smote_synthetic_images": synthetic,
                         "class_weight": class_weight})
 
 
-def _save(model, run, seed, val_labels, val_prob, val_losses, seconds, dataset_sha256, models_dir, weights,
-          input_scaling, extra) -> dict:
+def operating_threshold(model, preparation: dict, val_images: np.ndarray, val_labels: np.ndarray,
+                        val_prob: np.ndarray, shift_strength: float = 0.0) -> tuple[float, str]:
+    """The decision threshold and how it was chosen: Youden's J on validation, and with ``shift_strength``
+    > 0 on validation together with a simulated-acquisition-shift copy of it.
+
+    Validation carved from train shares its equipment, so a threshold tuned on it alone sits where
+    clean NORMAL images stop; images from other equipment score higher, and specificity collapses.
+    Choosing on both copies puts the threshold where it holds under the shift, at some cost in
+    sensitivity (notebook 04 measures both). ``preparation`` is the sidecar's ``intensity`` and
+    ``input_scaling``; ``val_images`` are the uint8 images before any preparation.
+    """
+    if not shift_strength:
+        return evaluate.choose_threshold(val_labels, val_prob), "youden_j_midpoint"
+    shifted = preprocess.simulate_acquisition_shift(val_images, seed=THRESHOLD_SHIFT_SEED, strength=shift_strength)
+    shifted_prob = evaluate.predict_probabilities(model, shifted, preparation)
+    threshold = evaluate.choose_threshold(np.r_[val_labels, val_labels], np.r_[val_prob, shifted_prob])
+    return threshold, (f"youden_j_midpoint on validation plus a simulated-shift copy of it "
+                       f"(strength {shift_strength:g}, seed {THRESHOLD_SHIFT_SEED})")
+
+
+def _save(model, run, seed, val_images, val_labels, val_prob, val_losses, seconds, dataset_sha256, models_dir,
+          weights, input_scaling, extra) -> dict:
     """Choose the threshold on validation, save ``<name>-seed<seed>.keras`` and its sidecar; return the sidecar."""
     stem = f"{run.name}-seed{seed}"
-    threshold = evaluate.choose_threshold(val_labels, val_prob)
+    preparation = {"intensity": getattr(run, "intensity", "none"), "input_scaling": input_scaling}
+    threshold, method = operating_threshold(model, preparation, val_images, val_labels, val_prob, run.threshold_shift)
     sidecar = {
         "name": run.name,
         "model_file": f"{stem}.keras",
@@ -187,11 +215,10 @@ def _save(model, run, seed, val_labels, val_prob, val_losses, seconds, dataset_s
         "channels": run.channels,
         "class_names": list(config.CLASS_NAMES),
         "positive_class": config.CLASS_NAMES[1],
-        "intensity": getattr(run, "intensity", "none"),
-        "input_scaling": input_scaling,
+        **preparation,
         "threshold": threshold,
         "threshold_source": "validation",
-        "threshold_method": "youden_j_midpoint",
+        "threshold_method": method,
         "validation": evaluate.binary_metrics(val_labels, val_prob, threshold),
         "weights": weights,
         "seed": seed,
@@ -227,6 +254,7 @@ class VGG16Config:
     phase2_learning_rate: float = 1e-5
     patience: int = 3
     step_schedule: dict | None = None
+    threshold_shift: float = 0.0
     verbose: int = 2
 
 
@@ -317,7 +345,7 @@ def train_vgg16(
     seconds = time.perf_counter() - started
     val_prob = top.predict(val_data, verbose=0).ravel()
     set_vgg16_phase(model, 2)
-    return _save(model, run, seed, val_labels, val_prob, histories, seconds, dataset_sha256, models_dir,
+    return _save(model, run, seed, val_images, val_labels, val_prob, histories, seconds, dataset_sha256, models_dir,
                  weights=provenance, input_scaling="pixel (0-255); VGG16 caffe preprocessing inside the model",
                  extra={"train_images": int(len(train_labels)), "class_weight": class_weight,
                         "feature_seconds": round(feature_seconds, 1)})

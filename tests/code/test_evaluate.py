@@ -77,3 +77,13 @@ def test_reports_readme_tables_every_model_and_links_the_benchmarks_instead_of_c
     assert "| **cnn** | none (trained from scratch) | 3 |" in text and "| validation |" in text and "Kermany" in text
     assert "(benchmarks.md)" in text and "1234.5" not in text
     assert reporting.DISCLAIMER in text
+
+
+def test_comparison_table_says_when_a_threshold_also_saw_a_shifted_copy():
+    from pneumonia import reporting
+
+    test = {m: 0.9 for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+    entry = {"test": test, "weights": "none", "seeds": [0], "threshold_source": "validation"}
+    shifted = {**entry, "threshold_method": "youden_j_midpoint on validation plus a simulated-shift copy of it"}
+    table = reporting.comparison_table({"plain": entry, "shifted": shifted})
+    assert "| validation |" in table and "| validation + shifted copy |" in table

@@ -39,17 +39,46 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
     images[labels == 1, 8:24, 8:24] += 150  # a learnable signal
     run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=2, batch_size=8, verbose=0,
-                            balance="smote", augmentation={"rotation": 0.02})
+                            balance="smote", augmentation={"rotation": 0.02}, threshold_shift=1.0)
     sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
     assert (tmp_path / "m" / "tiny-seed0.keras").exists()
     assert json.loads((tmp_path / "m" / "tiny-seed0.json").read_text()) == json.loads(json.dumps(sidecar))
     assert 0.0 <= sidecar["threshold"] <= 1.0 and sidecar["threshold_source"] == "validation"
+    assert "simulated-shift copy" in sidecar["threshold_method"]
     assert sidecar["smote_synthetic_images"] == 16 and sidecar["train_images"] == 56
     assert sidecar["image_size"] == 32 and sidecar["class_names"] == ["NORMAL", "PNEUMONIA"]
     assert {"tensorflow", "keras", "numpy"} <= set(sidecar["versions"])
     assert (tmp_path / "l" / "tiny-seed0.csv").read_text().startswith("epoch,")
     published = train.publish([sidecar], tmp_path / "m")
     assert published.name == "tiny.keras" and evaluate.load_sidecar(published)["seed_models"] == ["tiny-seed0.keras"]
+
+
+class _Brightness:
+    """A stand-in model whose PNEUMONIA score is the mean pixel: no training needed to test thresholds."""
+
+    def predict(self, images, batch_size=None, verbose=0):
+        return images.mean(axis=(1, 2, 3))[:, None]
+
+
+def test_operating_threshold_also_uses_a_shifted_copy_of_validation():
+    from pneumonia import preprocess
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 30)
+    images = rng.integers(40, 120, (60, 24, 24, 1)).astype(np.uint8)
+    images[labels == 1] += 30
+    preparation = {"intensity": "none", "input_scaling": "pixel / 255"}
+    model = _Brightness()
+    probabilities = evaluate.predict_probabilities(model, images, preparation)
+
+    plain, method = train.operating_threshold(model, preparation, images, labels, probabilities, 0.0)
+    assert method == "youden_j_midpoint" and plain == evaluate.choose_threshold(labels, probabilities)
+
+    threshold, method = train.operating_threshold(model, preparation, images, labels, probabilities, 1.5)
+    shifted = preprocess.simulate_acquisition_shift(images, seed=train.THRESHOLD_SHIFT_SEED, strength=1.5)
+    both = np.r_[probabilities, evaluate.predict_probabilities(model, shifted, preparation)]
+    assert threshold == evaluate.choose_threshold(np.r_[labels, labels], both) != plain
+    assert "strength 1.5" in method and f"seed {train.THRESHOLD_SHIFT_SEED}" in method
 
 
 def test_step_decay_divides_the_rate_every_few_epochs():
