@@ -100,26 +100,35 @@ def load_split(
     return images, labels_of(rows), rows
 
 
-INTENSITY_METHODS = ("none", "equalize")
+INTENSITY_METHODS = ("none", "equalize", "equalize_masked")
+# Pixels at or below this level (black borders, collimation, air outside the body) are left out of
+# ``equalize_masked``'s histogram.
+MASK_LEVEL = 8
 
 
 def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     """Per-image intensity normalisation of uint8 images.
 
     ``equalize`` flattens each image's grey-level histogram (PIL ``ImageOps.equalize``), which undoes
-    any monotonic change of exposure, gamma or contrast between machines. It runs before the model, on
-    training, validation and test images alike; the model's sidecar records the method.
+    any monotonic change of exposure, gamma or contrast between machines. ``equalize_masked`` builds
+    that histogram from the pixels above ``MASK_LEVEL`` only: with plain equalisation, a black border
+    (a smaller chest in the frame) pushes every other grey level up, and the lungs turn grey — what
+    pneumonia looks like (notebook 04 measures it). It runs before the model, on training, validation
+    and test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
-    if method != "equalize":
+    if method not in INTENSITY_METHODS:
         raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
     from PIL import ImageOps
 
     out = np.empty_like(images)
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
-        array = np.asarray(ImageOps.equalize(picture), dtype=np.uint8)
+        mask = None
+        if method == "equalize_masked":
+            mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
+        array = np.asarray(ImageOps.equalize(picture, mask=mask), dtype=np.uint8)
         out[index] = array[..., None] if image.shape[-1] == 1 else array
     return out
 

@@ -171,3 +171,20 @@ def test_simulated_acquisition_shift_changes_images_but_not_shapes():
     assert shifted.shape == images.shape and shifted.dtype == np.uint8
     assert not np.array_equal(shifted, images)
     np.testing.assert_array_equal(shifted, preprocess.simulate_acquisition_shift(images, seed=0))
+
+
+def test_masked_equalisation_ignores_a_black_border_that_plain_equalisation_does_not():
+    from pneumonia import preprocess
+
+    rng = np.random.default_rng(0)
+    chest = rng.integers(20, 200, (1, 32, 32, 1)).astype(np.uint8)
+    framed = np.zeros((1, 48, 48, 1), dtype=np.uint8)  # the same chest, smaller in the frame
+    framed[:, 8:40, 8:40] = chest
+    for method, same in (("equalize", False), ("equalize_masked", True)):
+        alone = preprocess.normalize_intensity(chest, method)
+        inside = preprocess.normalize_intensity(framed, method)[:, 8:40, 8:40]
+        assert np.array_equal(alone, inside) == same, method
+    masked = preprocess.normalize_intensity(framed, "equalize_masked")
+    assert masked.dtype == np.uint8 and masked[0, :8].max() == 0 and masked.max() == 255
+    with pytest.raises(ValueError, match="intensity method"):
+        preprocess.normalize_intensity(chest, "clahe")
