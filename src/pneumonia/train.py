@@ -35,7 +35,7 @@ class TrainConfig:
     epochs: int = 20
     learning_rate: float = 1e-3
     label_smoothing: float = 0.0
-    intensity: str = "none"  # per-image normalisation before the model: "none" or "equalize"
+    intensity: str = "none"  # per-image normalisation before the model: one of preprocess.INTENSITY_METHODS
     balance: str = "class_weight"  # "class_weight", "smote" or "none"
     augmentation: dict = field(default_factory=dict)
     patience: int = 5
