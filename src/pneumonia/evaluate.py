@@ -121,6 +121,11 @@ def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: 
     return model.predict(preprocess.model_inputs(images, sidecar), batch_size=batch_size, verbose=0).ravel()
 
 
+def ensemble_probabilities(members, images: np.ndarray) -> np.ndarray:
+    """Mean PNEUMONIA probability of ``(model, sidecar)`` pairs, each input prepared as its sidecar says."""
+    return np.mean([predict_probabilities(model, images, sidecar) for model, sidecar in members], axis=0)
+
+
 def load_sidecar(model_path: Path | str) -> dict:
     return json.loads(Path(model_path).with_suffix(".json").read_text())
 
@@ -183,4 +188,14 @@ def score_models(
         "channels": published["channels"],
         "data_manifest_sha256": published["data_manifest_sha256"],
     }
+    if "ensemble" in published:
+        # The members' probabilities are the ones above: the ensemble costs no further prediction.
+        ensemble = published["ensemble"]
+        probability = np.mean(probabilities, axis=0)
+        predictions["probability_ensemble"] = probability
+        entry["ensemble"] = {
+            split: {**binary_metrics(labels, probability, ensemble["threshold"]),
+                    **bootstrap_ci(labels, [probability], [ensemble["threshold"]], resamples)},
+            **{k: ensemble[k] for k in ("seeds", "combination", "threshold", "threshold_source", "threshold_method")},
+        }
     return entry, predictions

@@ -182,22 +182,21 @@ def train_one(
                         "class_weight": class_weight})
 
 
-def operating_threshold(model, preparation: dict, val_images: np.ndarray, val_labels: np.ndarray,
-                        val_prob: np.ndarray, shift_strength: float = 0.0) -> tuple[float, str]:
+def operating_threshold(predict, val_images: np.ndarray, val_labels: np.ndarray, val_prob: np.ndarray,
+                        shift_strength: float = 0.0) -> tuple[float, str]:
     """The decision threshold and how it was chosen: Youden's J on validation, and with ``shift_strength``
     > 0 on validation together with a simulated-acquisition-shift copy of it.
 
     Validation carved from train shares its equipment, so a threshold tuned on it alone sits where
     clean NORMAL images stop; images from other equipment score higher, and specificity collapses.
     Choosing on both copies puts the threshold where it holds under the shift, at some cost in
-    sensitivity (notebook 04 measures both). ``preparation`` is the sidecar's ``intensity`` and
-    ``input_scaling``; ``val_images`` are the uint8 images before any preparation.
+    sensitivity (notebook 04 measures both). ``predict`` maps uint8 images (as ``val_images``, before
+    any preparation) to PNEUMONIA probabilities; ``val_prob`` is its answer for ``val_images``.
     """
     if not shift_strength:
         return evaluate.choose_threshold(val_labels, val_prob), "youden_j_midpoint"
     shifted = preprocess.simulate_acquisition_shift(val_images, seed=THRESHOLD_SHIFT_SEED, strength=shift_strength)
-    shifted_prob = evaluate.predict_probabilities(model, shifted, preparation)
-    threshold = evaluate.choose_threshold(np.r_[val_labels, val_labels], np.r_[val_prob, shifted_prob])
+    threshold = evaluate.choose_threshold(np.r_[val_labels, val_labels], np.r_[val_prob, predict(shifted)])
     return threshold, (f"youden_j_midpoint on validation plus a simulated-shift copy of it "
                        f"(strength {shift_strength:g}, seed {THRESHOLD_SHIFT_SEED})")
 
@@ -207,7 +206,8 @@ def _save(model, run, seed, val_images, val_labels, val_prob, val_losses, second
     """Choose the threshold on validation, save ``<name>-seed<seed>.keras`` and its sidecar; return the sidecar."""
     stem = f"{run.name}-seed{seed}"
     preparation = {"intensity": getattr(run, "intensity", "none"), "input_scaling": input_scaling}
-    threshold, method = operating_threshold(model, preparation, val_images, val_labels, val_prob, run.threshold_shift)
+    threshold, method = operating_threshold(lambda images: evaluate.predict_probabilities(model, images, preparation),
+                                            val_images, val_labels, val_prob, run.threshold_shift)
     sidecar = {
         "name": run.name,
         "model_file": f"{stem}.keras",
@@ -351,14 +351,47 @@ def train_vgg16(
                         "feature_seconds": round(feature_seconds, 1)})
 
 
-def publish(sidecars: list[dict], models_dir: Path | str | None = None) -> Path:
+def publish(sidecars: list[dict], models_dir: Path | str | None = None, val_images: np.ndarray | None = None,
+            val_labels: np.ndarray | None = None) -> Path:
     """Copy the first seed's model to ``models/<name>.keras`` (what predict and the app load by default),
-    with a sidecar listing every seed's model."""
+    with a sidecar listing every seed's model.
+
+    With validation images (uint8, as trained on) and more than one seed, the sidecar also gets an
+    ``ensemble`` block: the seeds' mean probability, with its own threshold chosen on validation the
+    same way as each seed's (see :func:`ensemble_on_validation`).
+    """
     models_dir = Path(models_dir or config.MODELS_DIR)
     first = sidecars[0]
     target = models_dir / f"{first['name']}.keras"
     shutil.copyfile(models_dir / first["model_file"], target)
     sidecar = {**first, "model_file": target.name, "seeds": [s["seed"] for s in sidecars],
                "seed_models": [s["model_file"] for s in sidecars]}
+    if val_images is not None and len(sidecars) > 1:
+        sidecar["ensemble"] = ensemble_on_validation(sidecars, val_images, val_labels, models_dir)
     target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return target
+
+
+def ensemble_on_validation(sidecars: list[dict], val_images: np.ndarray, val_labels: np.ndarray,
+                           models_dir: Path | str | None = None) -> dict:
+    """The seeds' ensemble (mean probability) on validation: its threshold, chosen as each seed's was,
+    and its validation metrics.
+
+    Averaging models that differ only in their seed is the cheapest known way to rank better under a
+    shift of the data (Lakshminarayanan et al. 2017; Ovadia et al. 2019): each seed's errors under an
+    unfamiliar image are partly its own. The ensemble costs one prediction per member.
+    """
+    from pneumonia.models import load_model
+
+    models_dir = Path(models_dir or config.MODELS_DIR)
+    members = [(load_model(models_dir / s["model_file"]), s) for s in sidecars]
+
+    def predict(images):
+        return evaluate.ensemble_probabilities(members, images)
+
+    val_prob = predict(val_images)
+    threshold, method = operating_threshold(predict, val_images, val_labels, val_prob,
+                                            sidecars[0]["config"].get("threshold_shift", 0.0))
+    return {"members": [s["model_file"] for s in sidecars], "seeds": [s["seed"] for s in sidecars],
+            "combination": "mean probability", "threshold": threshold, "threshold_source": "validation",
+            "threshold_method": method, "validation": evaluate.binary_metrics(val_labels, val_prob, threshold)}

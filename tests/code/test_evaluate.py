@@ -87,3 +87,16 @@ def test_comparison_table_says_when_a_threshold_also_saw_a_shifted_copy():
     shifted = {**entry, "threshold_method": "youden_j_midpoint on validation plus a simulated-shift copy of it"}
     table = reporting.comparison_table({"plain": entry, "shifted": shifted})
     assert "| validation |" in table and "| validation + shifted copy |" in table
+
+
+def test_comparison_table_adds_a_row_for_an_ensemble_of_seeds():
+    from pneumonia import reporting
+
+    test = {m: 0.9 for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+    ensemble = {"test": {**test, "accuracy": 0.91, "accuracy_ci95": [0.88, 0.93]}, "seeds": [0, 1, 2],
+                "threshold_source": "validation", "threshold_method": "youden_j_midpoint"}
+    table = reporting.comparison_table({"cnn": {"test": test, "weights": "none", "seeds": [0, 1, 2],
+                                                "threshold_source": "validation", "ensemble": ensemble}})
+    rows = table.splitlines()
+    index = next(i for i, row in enumerate(rows) if row.startswith("| **cnn** |"))
+    assert rows[index + 1].startswith("| **cnn**, ensemble of its seeds | **random init (not transfer learning)** | 3 averaged | 91.0 [88.0, 93.0] |")

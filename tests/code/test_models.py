@@ -71,14 +71,46 @@ def test_operating_threshold_also_uses_a_shifted_copy_of_validation():
     model = _Brightness()
     probabilities = evaluate.predict_probabilities(model, images, preparation)
 
-    plain, method = train.operating_threshold(model, preparation, images, labels, probabilities, 0.0)
+    def predict(batch):
+        return evaluate.predict_probabilities(model, batch, preparation)
+
+    plain, method = train.operating_threshold(predict, images, labels, probabilities, 0.0)
     assert method == "youden_j_midpoint" and plain == evaluate.choose_threshold(labels, probabilities)
 
-    threshold, method = train.operating_threshold(model, preparation, images, labels, probabilities, 1.5)
+    threshold, method = train.operating_threshold(predict, images, labels, probabilities, 1.5)
     shifted = preprocess.simulate_acquisition_shift(images, seed=train.THRESHOLD_SHIFT_SEED, strength=1.5)
     both = np.r_[probabilities, evaluate.predict_probabilities(model, shifted, preparation)]
     assert threshold == evaluate.choose_threshold(np.r_[labels, labels], both) != plain
     assert "strength 1.5" in method and f"seed {train.THRESHOLD_SHIFT_SEED}" in method
+
+
+def test_publish_adds_an_ensemble_of_the_seeds_with_its_own_validation_threshold(tmp_path):
+    from pneumonia import preprocess
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0, 1] * 20, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 90
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0,
+                            threshold_shift=1.0)
+    val_images, val_labels = images[:20], labels[:20]
+    sidecars = [train.train_one(run, seed, images, labels, val_images, val_labels, "hash", tmp_path, tmp_path / "l")
+                for seed in (0, 1)]
+
+    alone = evaluate.load_sidecar(train.publish(sidecars[:1], tmp_path, val_images, val_labels))
+    assert "ensemble" not in alone  # one seed is not an ensemble
+    ensemble = evaluate.load_sidecar(train.publish(sidecars, tmp_path, val_images, val_labels))["ensemble"]
+
+    members = [(models.load_model(tmp_path / s["model_file"]), s) for s in sidecars]
+    mean = evaluate.ensemble_probabilities(members, val_images)
+    assert not np.allclose(mean, evaluate.predict_probabilities(members[0][0], val_images, sidecars[0]))
+    shifted = preprocess.simulate_acquisition_shift(val_images, seed=train.THRESHOLD_SHIFT_SEED, strength=1.0)
+    expected = evaluate.choose_threshold(np.r_[val_labels, val_labels],
+                                         np.r_[mean, evaluate.ensemble_probabilities(members, shifted)])
+    assert ensemble["threshold"] == pytest.approx(expected)
+    assert ensemble["members"] == ["tiny-seed0.keras", "tiny-seed1.keras"] and ensemble["seeds"] == [0, 1]
+    assert ensemble["threshold_source"] == "validation" and "simulated-shift copy" in ensemble["threshold_method"]
+    assert ensemble["validation"]["roc_auc"] == pytest.approx(evaluate.binary_metrics(val_labels, mean)["roc_auc"])
 
 
 def test_step_decay_divides_the_rate_every_few_epochs():

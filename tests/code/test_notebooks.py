@@ -72,13 +72,18 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     for name in ("cnn", "cnn_smote"):
         entry = metrics[name]
-        assert entry["threshold_source"] == "validation" and entry["seeds"] == [0]
+        assert entry["threshold_source"] == "validation" and entry["seeds"] == [0, 1]
         assert set(evaluate.HEADLINE) <= set(entry["test"])
         low, high = entry["test"]["accuracy_ci95"]
         assert low <= entry["test"]["accuracy"] <= high
         assert entry["data_manifest_sha256"] == manifest["dataset_sha256"]
         sidecar = json.loads((tmp_path / "models" / f"{name}.json").read_text())
         assert sidecar["threshold"] == entry["threshold"] and sidecar["weights"].startswith("none")
+        ensemble = entry["ensemble"]
+        assert ensemble["threshold"] == sidecar["ensemble"]["threshold"] and ensemble["seeds"] == [0, 1]
+        low, high = ensemble["test"]["roc_auc_ci95"]
+        assert low <= ensemble["test"]["roc_auc"] <= high
+    assert "ensemble of its seeds" in (tmp_path / "reports" / "README.md").read_text()
 
     env = {**os.environ, "PNEUMONIA_WORKSPACE": str(tmp_path)}
     bench = subprocess.run([sys.executable, "-m", "pneumonia.cli", "bench", "--profile", "smoke"],
