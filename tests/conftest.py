@@ -25,8 +25,9 @@ def tiny_model():
     return _train_tiny_model
 
 
-def _train_tiny_model(models_dir, logs_dir, name: str = "tiny"):
-    """Train and publish a tiny CNN on a learnable synthetic signal; return the published ``.keras`` path."""
+def _train_tiny_model(models_dir, logs_dir, name: str = "tiny", seeds=(0,)):
+    """Train and publish a tiny CNN on a learnable synthetic signal (with the seeds' ensemble when there are
+    several); return the published ``.keras`` path."""
     import numpy as np
 
     from pneumonia import train
@@ -36,5 +37,6 @@ def _train_tiny_model(models_dir, logs_dir, name: str = "tiny"):
     labels = np.array([0, 1] * 20, dtype=np.int32)
     images[labels == 1, 8:24, 8:24] += 150
     run = train.TrainConfig(name=name, image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0)
-    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", models_dir, logs_dir)
-    return train.publish([sidecar], models_dir)
+    sidecars = [train.train_one(run, seed, images, labels, images, labels, "hash", models_dir, logs_dir)
+                for seed in seeds]
+    return train.publish(sidecars, models_dir, images, labels)

@@ -7,7 +7,7 @@
                         [--prepare-only DIR]
     pneumonia bench [--profile full|smoke]
     pneumonia app [--port N]
-    pneumonia predict PATH... [--model models/cnn.keras] [--format table|json|csv] [--heatmaps DIR]
+    pneumonia predict PATH... [--model models/cnn.keras] [--ensemble] [--format table|json|csv] [--heatmaps DIR]
 
 Errors the user can fix print one line (``error: ...``) and exit 1; usage errors exit 2.
 ``predict`` exits 0 when every image was predicted, 1 when some were refused, 2 on usage errors.
@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict PNEUMONIA / NORMAL for image files or folders")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     predict.add_argument("--model", type=Path, default=None, help=f"default {config.MODELS_DIR / 'cnn.keras'}")
+    predict.add_argument("--ensemble", action="store_true",
+                         help="average every seed of the published model, at the ensemble's validation threshold")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--heatmaps", type=Path, default=None, help="write a Grad-CAM overlay per image here")
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from pneumonia import predict
 
             try:
-                return predict.main(args.paths, args.model, args.format, args.heatmaps)
+                return predict.main(args.paths, args.model, args.format, args.heatmaps, args.ensemble)
             except predict.PredictError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2

@@ -86,9 +86,14 @@ def find_images(paths) -> list[Path]:
 
 
 class Predictor:
-    """A model loaded once, with the preprocessing and threshold of its sidecar."""
+    """A model loaded once, with the preprocessing and threshold of its sidecar.
 
-    def __init__(self, model_path: Path | str | None = None):
+    ``ensemble=True`` loads every seed listed in the published sidecar's ``ensemble`` block and
+    averages their probabilities, at the ensemble's own validation threshold; Grad-CAM heatmaps then
+    come from the first seed.
+    """
+
+    def __init__(self, model_path: Path | str | None = None, ensemble: bool = False):
         from pneumonia.evaluate import load_sidecar
         from pneumonia.models import load_model
 
@@ -100,17 +105,27 @@ class Predictor:
             raise PredictError(f"no sidecar {sidecar} beside the model (it gives image size, channels and threshold)")
         self.sidecar = load_sidecar(self.model_path)
         self.model = load_model(self.model_path)
+        self.members = [self.model]
+        self.threshold = float(self.sidecar["threshold"])
+        if ensemble:
+            if "ensemble" not in self.sidecar:
+                raise PredictError(f"{self.model_path.name} has no ensemble: its sidecar lists one seed")
+            folder = self.model_path.parent
+            self.members = [load_model(folder / name) for name in self.sidecar["ensemble"]["members"]]
+            self.model = self.members[0]
+            self.threshold = float(self.sidecar["ensemble"]["threshold"])
         self.image_size = self.sidecar["image_size"]
         self.channels = self.sidecar["channels"]
-        self.threshold = float(self.sidecar["threshold"])
         self.class_names = self.sidecar["class_names"]
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return preprocess.model_inputs(images, self.sidecar)
 
     def probabilities(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        out = [np.asarray(self.model(self.inputs(images[i : i + batch_size]), training=False)).ravel()
-               for i in range(0, len(images), batch_size)]
+        out = []
+        for i in range(0, len(images), batch_size):
+            inputs = self.inputs(images[i : i + batch_size])
+            out.append(np.mean([np.asarray(m(inputs, training=False)).ravel() for m in self.members], axis=0))
         return np.concatenate(out) if out else np.empty(0)
 
     def label(self, probability: float) -> str:
@@ -180,12 +195,12 @@ def write(results: list[Prediction], format: str = "table", stream=None) -> None
                              f"{result.threshold:9.4f}\n")
 
 
-def main(paths, model=None, format="table", heatmaps=None) -> int:
+def main(paths, model=None, format="table", heatmaps=None, ensemble=False) -> int:
     """The CLI: 0 when every image was predicted, 1 when some were refused (``PredictError`` for usage)."""
     files = find_images(paths)
     if not files:
         raise PredictError(f"no images found in {', '.join(map(str, paths))}")
-    predictor = Predictor(model)
+    predictor = Predictor(model, ensemble=ensemble)
     results = predictor.predict_paths(files, heatmaps=heatmaps)
     for result in results:
         if result.error:

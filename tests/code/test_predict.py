@@ -96,6 +96,28 @@ def test_predictions_match_the_model_directly(model_path, accepted):
     assert result.probability == pytest.approx(float(direct), abs=1e-5)
 
 
+def test_ensemble_averages_the_seeds_at_its_own_threshold(tmp_path, tiny_model, accepted):
+    published = tiny_model(tmp_path, tmp_path / "logs", seeds=(0, 1))
+    ensemble = predict.Predictor(published, ensemble=True)
+    seeds = [predict.Predictor(tmp_path / f"tiny-seed{seed}.keras") for seed in (0, 1)]
+    images = np.stack([predict.read_image(path, 32, 1) for path in accepted[:3]])
+    expected = np.mean([seed.probabilities(images) for seed in seeds], axis=0)
+    assert not np.allclose(seeds[0].probabilities(images), seeds[1].probabilities(images))
+    assert ensemble.probabilities(images) == pytest.approx(expected, abs=1e-6)
+    assert ensemble.threshold == pytest.approx(json.loads(published.with_suffix(".json").read_text())["ensemble"]["threshold"])
+
+    ok = _cli(accepted[0], "--model", published, "--ensemble", "--format", "json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)[0]["threshold"] == pytest.approx(ensemble.threshold, abs=1e-6)
+
+
+def test_ensemble_of_a_single_seed_is_refused_in_one_line(model_path, accepted):
+    with pytest.raises(predict.PredictError, match="has no ensemble"):
+        predict.Predictor(model_path, ensemble=True)
+    refused = _cli(accepted[0], "--model", model_path, "--ensemble")
+    assert refused.returncode == 2 and refused.stderr.startswith("error:") and "Traceback" not in refused.stderr
+
+
 def test_heatmaps_are_written(model_path, accepted, tmp_path):
     predict.Predictor(model_path).predict_paths(accepted[:2], heatmaps=tmp_path / "heat")
     written = sorted(p.name for p in (tmp_path / "heat").iterdir())
