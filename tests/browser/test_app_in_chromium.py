@@ -86,7 +86,8 @@ def test_upload_shows_a_prediction(app_url, browser, tmp_path):
     prediction = page.get_by_text("Prediction:")
     prediction.wait_for(timeout=60_000)
     assert prediction.inner_text() in ("Prediction: Pneumonia", "Prediction: No pneumonia")
-    assert "Probability of pneumonia" in page.content()
+    # Streamlit sends the page element by element: the probability line can arrive after the heading.
+    page.get_by_text("Probability of pneumonia").wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
 
