@@ -192,7 +192,6 @@ def score_models(
         # The members' probabilities are the ones above: the ensemble costs no further prediction.
         ensemble = published["ensemble"]
         probability = np.mean(probabilities, axis=0)
-        predictions["probability_ensemble"] = probability
         entry["ensemble"] = {
             split: {**binary_metrics(labels, probability, ensemble["threshold"]),
                     **bootstrap_ci(labels, [probability], [ensemble["threshold"]], resamples)},

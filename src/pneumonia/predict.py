@@ -104,16 +104,13 @@ class Predictor:
         if not sidecar.exists():
             raise PredictError(f"no sidecar {sidecar} beside the model (it gives image size, channels and threshold)")
         self.sidecar = load_sidecar(self.model_path)
-        self.model = load_model(self.model_path)
-        self.members = [self.model]
-        self.threshold = float(self.sidecar["threshold"])
-        if ensemble:
-            if "ensemble" not in self.sidecar:
-                raise PredictError(f"{self.model_path.name} has no ensemble: its sidecar lists one seed")
-            folder = self.model_path.parent
-            self.members = [load_model(folder / name) for name in self.sidecar["ensemble"]["members"]]
-            self.model = self.members[0]
-            self.threshold = float(self.sidecar["ensemble"]["threshold"])
+        if ensemble and "ensemble" not in self.sidecar:
+            raise PredictError(f"{self.model_path.name} has no ensemble: its sidecar lists one seed")
+        chosen = self.sidecar["ensemble"] if ensemble else self.sidecar
+        files = [self.model_path.parent / name for name in chosen["members"]] if ensemble else [self.model_path]
+        self.members = [load_model(path) for path in files]
+        self.model = self.members[0]
+        self.threshold = float(chosen["threshold"])
         self.image_size = self.sidecar["image_size"]
         self.channels = self.sidecar["channels"]
         self.class_names = self.sidecar["class_names"]

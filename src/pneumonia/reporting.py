@@ -83,6 +83,10 @@ def _cell(test: dict, metric: str) -> str:
     return text
 
 
+def _cells(test: dict) -> str:
+    return " | ".join(_cell(test, m) for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))
+
+
 def weights_label(weights) -> str:
     if isinstance(weights, dict):
         return f"file (sha256 {weights['sha256'][:12]}…)"
@@ -108,18 +112,14 @@ def comparison_table(metrics: dict) -> str:
     for name, entry in metrics.items():
         test = entry.get("test", {})
         rows.append(f"| **{name}** | {weights_label(entry.get('weights'))} | {len(entry.get('seeds', []))} | "
-                    + " | ".join(_cell(test, m) for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))
-                    + f" | {threshold_label(entry)} |")
+                    + _cells(test) + f" | {threshold_label(entry)} |")
         if "ensemble" in entry:
             ensemble = entry["ensemble"]
             rows.append(f"| **{name}**, ensemble of its seeds | {weights_label(entry.get('weights'))} | "
                         f"{len(ensemble.get('seeds', []))} averaged | "
-                        + " | ".join(_cell(ensemble.get("test", {}), m)
-                                     for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))
-                        + f" | {threshold_label(ensemble)} |")
+                        + _cells(ensemble.get("test", {})) + f" | {threshold_label(ensemble)} |")
     for anchor in ANCHORS:
-        rows.append(f"| {anchor['model']} (published) | {anchor['weights']} | – | "
-                    + " | ".join(_cell(anchor, m) for m in ("accuracy", "sensitivity", "specificity", "roc_auc"))
+        rows.append(f"| {anchor['model']} (published) | {anchor['weights']} | – | " + _cells(anchor)
                     + f" | {anchor['caveat']} |")
     return header + "\n".join(rows) + "\n"
 
