@@ -28,8 +28,8 @@ class Upload:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model):
-    """A tiny published model in the test workspace's models/ folder."""
-    yield tiny_model(config.MODELS_DIR, tmp_path_factory.mktemp("logs"), name="cnn")
+    """A tiny published model of two seeds (so with an ensemble) in the test workspace's models/ folder."""
+    yield tiny_model(config.MODELS_DIR, tmp_path_factory.mktemp("logs"), name="cnn", seeds=(0, 1))
     shutil.rmtree(config.MODELS_DIR, ignore_errors=True)
 
 
@@ -61,6 +61,21 @@ def test_app_predicts_an_upload(trained, monkeypatch):
     assert not tester.exception and not tester.error
     assert tester.subheader[0].value in ("Prediction: Pneumonia", "Prediction: No pneumonia")
     assert "Probability of pneumonia" in tester.markdown[0].value and "threshold" in tester.markdown[0].value
+    assert "seed 0" in tester.markdown[0].value
+
+
+def test_app_averages_the_seeds_when_asked(trained, monkeypatch):
+    from pneumonia.predict import Predictor, read_image
+
+    tester = _run_with_upload(monkeypatch, Upload("xray.jpeg", _jpeg()))
+    assert tester.checkbox[0].label == "Average its 2 seeds (ensemble)" and not tester.checkbox[0].value
+    tester.checkbox[0].check().run()
+    assert not tester.exception and not tester.error
+    shown = tester.markdown[0].value
+    assert "ensemble of seeds 0, 1" in shown
+    ensemble = Predictor(trained, ensemble=True)
+    probability = float(ensemble.probabilities(read_image(_jpeg(), ensemble.image_size, ensemble.channels)[None])[0])
+    assert f"**{probability:.1%}**" in shown and f"threshold {ensemble.threshold:.2f}" in shown
 
 
 @pytest.mark.parametrize(("payload", "reason"), [(b"", "empty file"), (b"<html>", "not an image"),
