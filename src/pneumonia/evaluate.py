@@ -121,9 +121,26 @@ def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: 
     return model.predict(preprocess.model_inputs(images, sidecar), batch_size=batch_size, verbose=0).ravel()
 
 
+def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+    """PNEUMONIA probabilities of each ``(model, sidecar)`` pair, each input prepared as its sidecar says.
+
+    The seeds of one model share their preparation, and preparing (equalising) is per-image Python
+    work, so each distinct preparation runs once, not once per member.
+    """
+    from pneumonia import preprocess
+
+    inputs, out = {}, []
+    for model, sidecar in members:
+        key = (sidecar.get("intensity", "none"), sidecar.get("input_scaling", "pixel / 255"))
+        if key not in inputs:
+            inputs[key] = preprocess.model_inputs(images, sidecar)
+        out.append(model.predict(inputs[key], batch_size=batch_size, verbose=0).ravel())
+    return out
+
+
 def ensemble_probabilities(members, images: np.ndarray) -> np.ndarray:
     """Mean PNEUMONIA probability of ``(model, sidecar)`` pairs, each input prepared as its sidecar says."""
-    return np.mean([predict_probabilities(model, images, sidecar) for model, sidecar in members], axis=0)
+    return np.mean(seed_probabilities(members, images), axis=0)
 
 
 def load_sidecar(model_path: Path | str) -> dict:
@@ -163,13 +180,12 @@ def score_models(
     images, labels, rows = preprocess.load_split(
         splits, split, published["image_size"], published["channels"], progress=progress
     )
-    per_seed, probabilities, thresholds = [], [], []
+    per_seed, thresholds = [], []
     predictions = rows[["path", "label", "patient"]].copy()
-    for model_file in published.get("seed_models", [published["model_file"]]):
-        sidecar = load_sidecar(models_dir / model_file)
-        model = load_model(models_dir / model_file)
-        probability = predict_probabilities(model, images, sidecar)
-        probabilities.append(probability)
+    members = [(load_model(models_dir / f), load_sidecar(models_dir / f))
+               for f in published.get("seed_models", [published["model_file"]])]
+    probabilities = seed_probabilities(members, images)
+    for (_, sidecar), probability in zip(members, probabilities):
         thresholds.append(sidecar["threshold"])
         predictions[f"probability_seed{sidecar['seed']}"] = probability
         per_seed.append({"seed": sidecar["seed"], "threshold": sidecar["threshold"],
