@@ -51,6 +51,25 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert (tmp_path / "l" / "tiny-seed0.csv").read_text().startswith("epoch,")
     published = train.publish([sidecar], tmp_path / "m")
     assert published.name == "tiny.keras" and evaluate.load_sidecar(published)["seed_models"] == ["tiny-seed0.keras"]
+    saved = models.load_model(published)  # the bare CNN: augmentation belonged to training only
+    assert saved.layers[1].name == "block1_conv" and "augmentation" not in [layer.name for layer in saved.layers]
+
+
+def test_training_model_augments_in_training_only_and_trains_the_model_itself():
+    from pneumonia import preprocess
+
+    model = models.make_cnn((32, 32, 1), filters=(4, 8))
+    augmentation = preprocess.make_augmentation(rotation=0.1, shift=0.1, zoom=0.1, seed=0)
+    trainer = train.training_model(model, augmentation)
+    assert train.training_model(model, None) is model
+    assert {id(w) for w in trainer.trainable_weights} == {id(w) for w in model.trainable_weights}
+    images = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(trainer(images, training=False), model(images, training=False), rtol=1e-6)
+    assert not np.allclose(trainer.get_layer("augmentation")(images, training=True), images)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    train.compile_model(trainer)
+    trainer.fit(images, np.array([0, 1, 0, 1], dtype=np.float32), epochs=1, verbose=0)
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
 
 
 class _Brightness:
