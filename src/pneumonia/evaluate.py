@@ -116,9 +116,7 @@ def summarize_seeds(per_seed: list[dict], metrics: tuple[str, ...] = HEADLINE) -
 
 def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: int = 64) -> np.ndarray:
     """Probability of PNEUMONIA for uint8 images, prepared the way the model was trained (its sidecar)."""
-    from pneumonia import preprocess
-
-    return model.predict(preprocess.model_inputs(images, sidecar), batch_size=batch_size, verbose=0).ravel()
+    return seed_probabilities([(model, sidecar)], images, batch_size)[0]
 
 
 def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
@@ -131,7 +129,7 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> lis
 
     inputs, out = {}, []
     for model, sidecar in members:
-        key = (sidecar.get("intensity", "none"), sidecar.get("input_scaling", "pixel / 255"))
+        key = preprocess.preparation(sidecar)
         if key not in inputs:
             inputs[key] = preprocess.model_inputs(images, sidecar)
         out.append(model.predict(inputs[key], batch_size=batch_size, verbose=0).ravel())

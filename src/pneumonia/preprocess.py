@@ -133,10 +133,16 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     return out
 
 
+def preparation(sidecar: dict) -> tuple[str, str]:
+    """How a model's inputs are prepared, from its sidecar: (intensity method, input scaling)."""
+    return sidecar.get("intensity", "none"), sidecar.get("input_scaling", "pixel / 255")
+
+
 def model_inputs(images: np.ndarray, sidecar: dict) -> np.ndarray:
     """float32 model inputs from uint8 images, prepared as the sidecar says the model was trained."""
-    prepared = normalize_intensity(images, sidecar.get("intensity", "none")).astype(np.float32)
-    return prepared / 255.0 if sidecar.get("input_scaling", "pixel / 255") == "pixel / 255" else prepared
+    intensity, scaling = preparation(sidecar)
+    prepared = normalize_intensity(images, intensity).astype(np.float32)
+    return prepared / 255.0 if scaling == "pixel / 255" else prepared
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
