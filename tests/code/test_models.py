@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from pneumonia import evaluate, models, train
+from pneumonia import evaluate, models, preprocess, train
 
 
 @pytest.mark.parametrize(("size", "channels"), [(64, 1), (96, 3)])
@@ -55,9 +56,23 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert saved.layers[1].name == "block1_conv" and "augmentation" not in [layer.name for layer in saved.layers]
 
 
-def test_training_model_augments_in_training_only_and_trains_the_model_itself():
-    from pneumonia import preprocess
+@pytest.mark.parametrize("ema_momentum", [None, 0.9])
+def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum, tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 60, (48, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0, 1] * 24, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=4, batch_size=8, verbose=0,
+                            augmentation={"rotation": 0.05}, label_smoothing=0.1, ema_momentum=ema_momentum)
+    val_images, val_labels = images[::3], labels[::3]
+    train.train_one(run, 0, images, labels, val_images, val_labels, "hash", tmp_path / "m", tmp_path / "l")
+    best_val_loss = pd.read_csv(tmp_path / "l" / "tiny-seed0.csv")["val_loss"].min()
+    model = train.compile_model(models.load_model(tmp_path / "m" / "tiny-seed0.keras"), label_smoothing=0.1)
+    loss = model.evaluate(val_images.astype(np.float32) / 255, val_labels.astype(np.float32), verbose=0)[0]
+    assert loss == pytest.approx(best_val_loss, abs=1e-4)
 
+
+def test_training_model_augments_in_training_only_and_trains_the_model_itself():
     model = models.make_cnn((32, 32, 1), filters=(4, 8))
     augmentation = preprocess.make_augmentation(rotation=0.1, shift=0.1, zoom=0.1, seed=0)
     trainer = train.training_model(model, augmentation)
@@ -70,6 +85,25 @@ def test_training_model_augments_in_training_only_and_trains_the_model_itself():
     train.compile_model(trainer)
     trainer.fit(images, np.array([0, 1, 0, 1], dtype=np.float32), epochs=1, verbose=0)
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
+def test_training_batches_shuffle_every_image_once_per_epoch_without_end():
+    images = np.arange(70, dtype=np.uint8).reshape(70, 1, 1, 1)
+    labels = np.arange(70) % 2
+
+    def epochs(seed, count=3):
+        data, steps = train.training_batches(images, labels, batch_size=32, seed=seed)
+        assert steps == 3
+        iterator = iter(data)
+        return [np.concatenate([np.rint(next(iterator)[0].numpy().ravel() * 255) for _ in range(steps)]).astype(int)
+                for _ in range(count)]
+
+    first = epochs(seed=3)
+    for epoch in first:
+        assert sorted(epoch) == list(range(70))  # every image once: no batch crosses an epoch's end
+    assert not np.array_equal(first[0], first[1])  # each pass reshuffles
+    np.testing.assert_array_equal(np.stack(epochs(seed=3)), np.stack(first))
+    assert not np.array_equal(epochs(seed=4)[0], first[0])
 
 
 class _Brightness:

@@ -90,7 +90,8 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
                            capture_output=True, text=True, env=env, timeout=600)
     assert bench.returncode == 0, bench.stdout[-2000:] + bench.stderr[-2000:]
     benchmarks = json.loads((tmp_path / "reports" / "benchmarks.json").read_text())
-    for key in ("cnn_epoch_s", "compute_epoch_s", "baseline_epoch_s", "cnn_train_s", "peak_rss_mb"):
+    for key in ("cnn_epoch_s", "compute_epoch_s", "baseline_epoch_s", "training_epoch_mean_s",
+                "finite_iterator_epoch_mean_s", "cnn_train_s", "peak_rss_mb"):
         assert benchmarks[key] > 0, key
 
 
