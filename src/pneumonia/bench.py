@@ -149,9 +149,9 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
                              ("finite_iterator_epoch_mean_s", preprocess.make_dataset(images, labels, run.batch_size,
                                                                                     shuffle=True), None)):
         print(f"timing: {TRAINING_EPOCHS} epochs with validation, mean ({key})", flush=True)
-        swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if run.ema_momentum is not None else []
         results[key] = _epoch_seconds(fresh_model(augmentation=augmentation), data, epochs=TRAINING_EPOCHS,
-                                      summary=np.mean, callbacks=swap, steps_per_epoch=steps, validation_data=validation)
+                                      summary=np.mean, callbacks=train.weight_average_callbacks(run),
+                                      steps_per_epoch=steps, validation_data=validation)
     print("timing: floor with XLA jit_compile", flush=True)
     results["compute_epoch_jit_s"] = _epoch_seconds(fresh_model(jit=True), in_memory.prefetch(tf.data.AUTOTUNE))
     del floats, in_memory

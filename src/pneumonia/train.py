@@ -102,11 +102,16 @@ def make_callbacks(run: TrainConfig, checkpoint: Path, log: Path) -> list:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6, verbose=1)
         )
-    if run.ema_momentum is not None:
-        # First, so that validation, early stopping (and the weights it restores) and the checkpoint
-        # all see the averaged weights rather than the last step's.
-        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    return callbacks
+    # First, so that validation, early stopping (and the weights it restores) and the checkpoint
+    # all see the averaged weights rather than the last step's.
+    return weight_average_callbacks(run) + callbacks
+
+
+def weight_average_callbacks(run: TrainConfig) -> list:
+    """With ``run.ema_momentum``: the callback that puts the averaged weights in place at each epoch's end."""
+    import keras
+
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if run.ema_momentum is not None else []
 
 
 def library_versions() -> dict:
