@@ -173,6 +173,20 @@ def test_simulated_acquisition_shift_changes_images_but_not_shapes():
     np.testing.assert_array_equal(shifted, preprocess.simulate_acquisition_shift(images, seed=0))
 
 
+def test_simulated_blur_scales_with_the_image_so_one_strength_means_one_shift_at_every_size():
+    def edge_widths(size):
+        images = np.full((8, size, size, 1), 60, dtype=np.uint8)
+        images[:, :, size // 2:] = 180  # a vertical step edge through the centre, where zoom keeps it
+        rows = preprocess.simulate_acquisition_shift(images, seed=0, strength=1.5)[:, size // 2, :, 0].astype(float)
+        centre, away = size // 2, size // 8  # plateaus near the edge: a zoomed-out frame has black borders
+        low, high = rows[:, [centre - away]], rows[:, [centre + away]]
+        level = (rows - low) / (high - low)
+        return ((level > 0.1) & (level < 0.9)).sum(1)  # pixels in the edge's 10-90% rise
+
+    # Twice the pixels per side: a blur that is the same on the chest spreads the edge over twice the pixels.
+    assert edge_widths(320).sum() >= 1.6 * edge_widths(160).sum()
+
+
 def test_masked_equalisation_ignores_a_black_border_that_plain_equalisation_does_not():
     from pneumonia import preprocess
 
