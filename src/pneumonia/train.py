@@ -203,9 +203,10 @@ def train_one(
         batchnorm_momentum=run.batchnorm_momentum,
         name=run.name,
     )
-    compile_model(model, run.learning_rate, run.label_smoothing)
     trainer = training_model(model, preprocess.make_augmentation(**run.augmentation, seed=seed))
     compile_model(trainer, run.learning_rate, run.label_smoothing, run.ema_momentum)
+    if trainer is not model:  # saved compiled as it trained, so a loaded model evaluates without guessing
+        compile_model(model, run.learning_rate, run.label_smoothing, run.ema_momentum)
     started = time.perf_counter()
     history = trainer.fit(
         train_data,

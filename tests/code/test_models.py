@@ -67,7 +67,8 @@ def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum,
     val_images, val_labels = images[::3], labels[::3]
     train.train_one(run, 0, images, labels, val_images, val_labels, "hash", tmp_path / "m", tmp_path / "l")
     best_val_loss = pd.read_csv(tmp_path / "l" / "tiny-seed0.csv")["val_loss"].min()
-    model = train.compile_model(models.load_model(tmp_path / "m" / "tiny-seed0.keras"), label_smoothing=0.1)
+    model = models.load_model(tmp_path / "m" / "tiny-seed0.keras")  # compiled as it trained
+    assert model.optimizer.use_ema == (ema_momentum is not None) and model.loss.label_smoothing == 0.1
     loss = model.evaluate(val_images.astype(np.float32) / 255, val_labels.astype(np.float32), verbose=0)[0]
     assert loss == pytest.approx(best_val_loss, abs=1e-4)
 
