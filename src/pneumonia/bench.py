@@ -141,9 +141,8 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
     results["cnn_epoch_s"], results["compute_epoch_s"] = min(ours), min(floor)
     results["cnn_epoch_s_rounds"], results["compute_epoch_s_rounds"] = ours, floor
     print("timing: augmentation inside the tf.data pipeline instead of the training step", flush=True)
-    in_pipeline = preprocess.make_dataset(images, labels, run.batch_size, shuffle=True, augmentation=augmentation)
-    results["tfdata_augmentation_epoch_s"] = _epoch_seconds(fresh_model(), in_pipeline.repeat(),
-                                                            steps_per_epoch=steps_per_epoch)
+    in_pipeline, _ = train.training_batches(images, labels, run.batch_size, seed=0, augmentation=augmentation)
+    results["tfdata_augmentation_epoch_s"] = _epoch_seconds(fresh_model(), in_pipeline, steps_per_epoch=steps_per_epoch)
     validation = preprocess.make_dataset(val_images, val_labels, run.batch_size)
     for key, data, steps in (("training_epoch_mean_s", pipeline, steps_per_epoch),
                              ("finite_iterator_epoch_mean_s", preprocess.make_dataset(images, labels, run.batch_size,

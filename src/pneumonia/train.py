@@ -145,7 +145,8 @@ def training_model(model, augmentation):
     return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_augmented")
 
 
-def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, scale: float = 1 / 255):
+def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, scale: float = 1 / 255,
+                     augmentation=None):
     """Shuffled training batches without end, and how many make one epoch: ``fit(data, steps_per_epoch=steps)``.
 
     Given a finite dataset, Keras builds a new iterator every epoch and tears the old one down; after
@@ -153,9 +154,11 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     three or four on the 2-core CPU (``make bench``: a mean epoch of 14.5 s against 12.7 s).
     Repeated, one iterator serves the whole fit, and each epoch is still a fresh shuffle of every
     image (a different order from the finite dataset's after the first epoch: Keras re-creates
-    that one its own way).
+    that one its own way). ``augmentation`` runs inside the pipeline (``make bench`` compares that
+    placement; training runs it in the model instead, ``training_model``).
     """
-    data = preprocess.make_dataset(images, labels, batch_size, shuffle=True, seed=seed, scale=scale)
+    data = preprocess.make_dataset(images, labels, batch_size, shuffle=True, augmentation=augmentation, seed=seed,
+                                   scale=scale)
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 

@@ -105,6 +105,8 @@ def test_training_batches_shuffle_every_image_once_per_epoch_without_end():
     assert not np.array_equal(first[0], first[1])  # each pass reshuffles
     np.testing.assert_array_equal(np.stack(epochs(seed=3)), np.stack(first))
     assert not np.array_equal(epochs(seed=4)[0], first[0])
+    augmented, _ = train.training_batches(images, labels, batch_size=32, seed=3, augmentation=lambda x, training: 1 - x)
+    np.testing.assert_allclose(next(iter(augmented))[0].numpy().ravel(), 1 - first[0][:32] / 255, atol=1e-6)
 
 
 class _Brightness:
