@@ -151,7 +151,8 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
 
     Given a finite dataset, Keras builds a new iterator every epoch and tears the old one down; after
     a validation pass that teardown waited ~9 s for tf.data's background threads, in one epoch in
-    three or four on the 2-core CPU (``make bench``: a mean epoch of 14.5 s against 12.7 s).
+    three or four on the 2-core CPU (``make bench`` records both mean epochs: ``training_epoch_mean_s``
+    and ``finite_iterator_epoch_mean_s``).
     Repeated, one iterator serves the whole fit, and each epoch is still a fresh shuffle of every
     image (a different order from the finite dataset's after the first epoch: Keras re-creates
     that one its own way). ``augmentation`` runs inside the pipeline (``make bench`` compares that
