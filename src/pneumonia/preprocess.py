@@ -321,7 +321,6 @@ def simulate_acquisition_shift(images: np.ndarray, seed: int = 0, strength: floa
         pixels = pixels + rng.uniform(-0.08, 0.08) * strength  # brightness
         picture = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8).squeeze(-1) if image.shape[-1] == 1
                                   else (np.clip(pixels, 0, 1) * 255).astype(np.uint8))
-        # Blur in pixels of a 160 px image, so one strength is the same blur at every image size.
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2) * strength * size / 160))
         scale = 1 + rng.uniform(-0.12, 0.12) * strength  # zoom in (>1) or out (<1), centred
         crop = size / scale
