@@ -21,6 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from tqdm import tqdm
 
 from pneumonia import config
 
@@ -139,6 +140,25 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> lis
 def ensemble_probabilities(members, images: np.ndarray) -> np.ndarray:
     """Mean PNEUMONIA probability of ``(model, sidecar)`` pairs, each input prepared as its sidecar says."""
     return np.mean(seed_probabilities(members, images), axis=0)
+
+
+def one_factor_table(members, images: np.ndarray, labels: np.ndarray, shifts=None, seed: int = 0,
+                     progress: bool = True):
+    """Each ``(model, sidecar)`` pair scored at its own threshold on ``images`` as they are and under each
+    of ``preprocess.ONE_FACTOR_SHIFTS`` (or the names in ``shifts``): one row per change and member."""
+    import pandas as pd
+
+    from pneumonia import preprocess
+
+    rows = []
+    names = ["none", *(shifts or preprocess.ONE_FACTOR_SHIFTS)]
+    for name in tqdm(names, desc="one-factor shifts", unit="shift", disable=not progress):
+        changed = images if name == "none" else preprocess.one_factor_shift(images, name, seed=seed)
+        for (_, sidecar), probability in zip(members, seed_probabilities(members, changed)):
+            scored = binary_metrics(labels, probability, sidecar["threshold"])
+            rows.append({"shift": name, "model": sidecar["name"], "seed": sidecar["seed"],
+                         **{metric: scored[metric] for metric in HEADLINE}})
+    return pd.DataFrame(rows)
 
 
 def load_sidecar(model_path: Path | str) -> dict:

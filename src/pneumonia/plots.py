@@ -90,6 +90,25 @@ def calibration(curves: dict[str, tuple], bins: int = 10):
     return figure
 
 
+def one_factor(table: pd.DataFrame, metrics=("specificity", "sensitivity", "roc_auc")):
+    """Heatmaps of ``evaluate.one_factor_table``: each change (rows) against each model (columns), the
+    mean over seeds, one panel per metric."""
+    import seaborn as sns
+
+    means = table.groupby(["shift", "model"], sort=False)[list(metrics)].mean()
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 2.6, 0.32 * means.index.levels[0].size + 1.6),
+                                sharey=True)
+    for axis, metric in zip(np.atleast_1d(axes), metrics):
+        grid = means[metric].unstack("model").loc[table["shift"].unique()]
+        low = 0.5 if metric == "roc_auc" else 0.0
+        sns.heatmap(grid, ax=axis, annot=True, fmt=".2f" if metric != "roc_auc" else ".3f", cmap="RdYlGn", vmin=low,
+                    vmax=1.0, cbar=False, annot_kws={"fontsize": 7})
+        axis.set(title=metric.replace("roc_auc", "ROC AUC"), xlabel="", ylabel="")
+    figure.suptitle("Validation under one change at a time (mean over seeds, each seed at its own threshold)")
+    figure.tight_layout()
+    return figure
+
+
 def gradcam_gallery(rows: list[tuple[str, list]], columns: int = 4, size: float = 2.2):
     """One row per model: (title, [(overlay RGB uint8, caption), ...])."""
     figure, axes = plt.subplots(len(rows), columns, figsize=(size * columns, size * len(rows) + 0.4), squeeze=False)

@@ -330,3 +330,86 @@ def simulate_acquisition_shift(images: np.ndarray, seed: int = 0, strength: floa
         array = np.asarray(picture, dtype=np.uint8)
         shifted[index] = array[..., None] if image.shape[-1] == 1 else array
     return shifted
+
+# One change at a time, each at a fixed, plainly named amount, so that a model's failure can be read
+# off by cause. Sizes are fractions of the image, the blur is measured on a 160 px image (as in
+# ``simulate_acquisition_shift``) and grey levels are of uint8 images.
+ONE_FACTOR_SHIFTS = {
+    "crop top 10%": ("extent", (0.0, 0.1, 1.0, 1.0)),
+    "crop bottom 10%": ("extent", (0.0, 0.0, 1.0, 0.9)),
+    "stretch vertically x1.25": ("extent", (0.0, 0.1, 1.0, 0.9)),
+    "squeeze vertically x0.8": ("extent", (0.0, -0.1, 1.0, 1.1)),
+    "stretch horizontally x1.25": ("extent", (0.1, 0.0, 0.9, 1.0)),
+    "squeeze horizontally x0.8": ("extent", (-0.1, 0.0, 1.1, 1.0)),
+    "shift down 10%": ("extent", (0.0, -0.1, 1.0, 0.9)),
+    "zoom in x1.2": ("extent", (1 / 12, 1 / 12, 11 / 12, 11 / 12)),
+    "zoom out x0.8": ("extent", (-0.1, -0.1, 1.1, 1.1)),
+    "rotate 10 degrees": ("rotate", 10),
+    "black frame 8%": ("frame", (0, 0.08)),
+    "white frame 8%": ("frame", (255, 0.08)),
+    "white marker": ("marker", 0.1),
+    "blur 1.5 px": ("blur", 1.5),
+    "sharpen (unsharp mask)": ("sharpen", 150),
+    "noise sd 8 grey levels": ("noise", 8.0),
+    "low resolution (40%)": ("lowres", 0.4),
+    "JPEG quality 15": ("jpeg", 15),
+    "gamma 0.6": ("gamma", 0.6),
+    "gamma 1.6": ("gamma", 1.6),
+    "contrast x0.6": ("contrast", 0.6),
+}
+
+
+def one_factor_shift(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    """Copies of uint8 ``images`` with one named change of ``ONE_FACTOR_SHIFTS`` applied.
+
+    ``simulate_acquisition_shift`` mixes several random changes, which ranks models but hides which
+    change hurts. These apply one change at a fixed amount: framing (crops, stretches, zooms,
+    borders, a marker), sharpness and noise, resolution, compression and exposure.
+    """
+    import io
+
+    from PIL import ImageDraw, ImageFilter
+
+    kind, amount = ONE_FACTOR_SHIFTS[name]
+    rng = np.random.default_rng(seed)
+    size = images.shape[1]
+    out = np.empty_like(images)
+    for index, image in enumerate(images):
+        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        if kind == "extent":
+            box = tuple(value * size for value in amount)
+            picture = picture.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR,
+                                        fillcolor=0)
+        elif kind == "rotate":
+            picture = picture.rotate(amount, Image.Resampling.BILINEAR, fillcolor=0)
+        elif kind == "frame":
+            level, share = amount
+            width = max(1, round(share * size))
+            array = np.array(picture)
+            array[:width], array[-width:], array[:, :width], array[:, -width:] = level, level, level, level
+            picture = Image.fromarray(array)
+        elif kind == "marker":
+            side, margin = round(amount * size), round(0.05 * size)
+            ImageDraw.Draw(picture).rectangle((margin, margin, margin + side, margin + side), fill=255)
+        elif kind == "blur":
+            picture = picture.filter(ImageFilter.GaussianBlur(amount * size / 160))
+        elif kind == "sharpen":
+            picture = picture.filter(ImageFilter.UnsharpMask(2 * size / 160, amount, 0))
+        elif kind == "lowres":
+            small = max(1, round(amount * size))
+            picture = picture.resize((small, small), Image.Resampling.BILINEAR).resize((size, size),
+                                                                                     Image.Resampling.BILINEAR)
+        elif kind == "jpeg":
+            buffer = io.BytesIO()
+            picture.save(buffer, "JPEG", quality=amount)
+            picture = Image.open(io.BytesIO(buffer.getvalue()))
+        pixels = np.asarray(picture, dtype=np.float32)
+        if kind == "noise":
+            pixels = pixels + rng.normal(0.0, amount, pixels.shape)
+        elif kind == "gamma":
+            pixels = 255.0 * (pixels / 255.0) ** amount
+        elif kind == "contrast":
+            pixels = (pixels - pixels.mean()) * amount + pixels.mean()
+        array = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        out[index] = array[..., None] if image.shape[-1] == 1 else array
+    return out

@@ -100,3 +100,28 @@ def test_comparison_table_adds_a_row_for_an_ensemble_of_seeds():
     rows = table.splitlines()
     index = next(i for i, row in enumerate(rows) if row.startswith("| **cnn** |"))
     assert rows[index + 1].startswith("| **cnn**, ensemble of its seeds | **random init (not transfer learning)** | 3 averaged | 91.0 [88.0, 93.0] |")
+
+
+def test_one_factor_table_scores_each_member_at_its_own_threshold_under_each_change():
+    from pneumonia import preprocess
+
+    class MeanBrightness:
+        """A 'model' whose probability of pneumonia is the image's mean brightness."""
+
+        def predict(self, inputs, batch_size=64, verbose=0):
+            return inputs.reshape(len(inputs), -1).mean(1, keepdims=True)
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 10 + [1] * 10)
+    images = np.where(labels[:, None, None, None] == 1, 170, 80).astype(np.uint8) + rng.integers(0, 10, (20, 24, 24, 1),
+                                                                                               dtype=np.uint8)
+    members = [(MeanBrightness(), {"name": "toy", "seed": seed, "threshold": threshold})
+               for seed, threshold in ((0, 0.5), (1, 0.95))]
+    table = evaluate.one_factor_table(members, images, labels, shifts=["gamma 0.6", "white frame 8%"], progress=False)
+    assert list(table["shift"].unique()) == ["none", "gamma 0.6", "white frame 8%"]
+    assert len(table) == 3 * 2 and set(table.columns) >= {"model", "seed", *evaluate.HEADLINE}
+    clean = table[table["shift"] == "none"].set_index("seed")
+    assert clean.loc[0, "accuracy"] == 1.0  # 0.5 separates the two brightness levels
+    assert clean.loc[1, "sensitivity"] == 0.0  # nothing reaches 0.95
+    brighter = table[(table["shift"] == "gamma 0.6") & (table["seed"] == 0)].iloc[0]
+    assert brighter["specificity"] < 1.0  # brighter NORMAL images now cross the threshold

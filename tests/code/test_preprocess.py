@@ -202,3 +202,31 @@ def test_masked_equalisation_ignores_a_black_border_that_plain_equalisation_does
     assert masked.dtype == np.uint8 and masked[0, :8].max() == 0 and masked.max() == 255
     with pytest.raises(ValueError, match="intensity method"):
         preprocess.normalize_intensity(chest, "clahe")
+
+
+@pytest.mark.parametrize("name", list(preprocess.ONE_FACTOR_SHIFTS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_one_factor_shift_changes_images_but_not_shapes(name, channels):
+    rng = np.random.default_rng(0)
+    images = rng.integers(30, 220, (3, 40, 40, channels), dtype=np.uint8)
+    shifted = preprocess.one_factor_shift(images, name, seed=0)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    assert not np.array_equal(shifted, images)
+    np.testing.assert_array_equal(shifted, preprocess.one_factor_shift(images, name, seed=0))
+
+
+def test_one_factor_shifts_do_what_their_names_say():
+    size = 100
+    lines = np.zeros((1, size, size, 1), dtype=np.uint8)
+    lines[:, 50] = 200  # a horizontal line through the middle
+    # Cropping the top 10% and stretching the rest back to full height moves the line up to row (50 - 10) / 0.9.
+    moved = preprocess.one_factor_shift(lines, "crop top 10%")[0, :, size // 2, 0]
+    assert abs(int(np.argmax(moved)) - round(40 / 0.9)) <= 1
+    grey = np.full((1, size, size, 1), 128, dtype=np.uint8)
+    framed = preprocess.one_factor_shift(grey, "black frame 8%")[0, ..., 0]
+    assert (framed[:8] == 0).all() and (framed[:, -8:] == 0).all() and (framed[8:-8, 8:-8] == 128).all()
+    assert (preprocess.one_factor_shift(grey, "white marker")[0, ..., 0] == 255).sum() == 11 * 11
+    assert preprocess.one_factor_shift(grey, "gamma 0.6").mean() > 128 > preprocess.one_factor_shift(grey, "gamma 1.6").mean()
+    noisy = preprocess.one_factor_shift(grey, "noise sd 8 grey levels").astype(float)
+    assert 6 < noisy.std() < 10
+    assert not np.array_equal(noisy, preprocess.one_factor_shift(grey, "noise sd 8 grey levels", seed=1))
