@@ -181,6 +181,9 @@ def make_augmentation(
     horizontal_flip: bool = False,
     contrast: float = 0.0,
     brightness: float = 0.0,
+    sharpness: tuple[float, float] | None = None,
+    noise: float = 0.0,
+    frame: float = 0.0,
     seed: int | None = None,
 ):
     """A Keras ``Sequential`` of preprocessing layers, or None when every amount is zero.
@@ -188,7 +191,10 @@ def make_augmentation(
     Amounts follow the well-known tutorials' ImageDataGenerator settings: ``rotation`` as a
     fraction of a full turn (0.05 = 18 degrees), ``shift`` and ``zoom`` as fractions of the image
     size, ``shear`` as the largest shear coefficient. ``horizontal_flip`` puts the heart on the
-    wrong side, so it is off by default.
+    wrong side, so it is off by default. Images are in [0, 1]. Against differences between machines
+    (notebook 04's one-change map): ``sharpness`` is Keras' ``RandomSharpness`` range (0 blurs,
+    0.5 leaves the image, 1 sharpens), ``noise`` the standard deviation of Gaussian grain, and
+    ``frame`` the widest black or white border (a fraction of the size) drawn on half the images.
 
     Rotation, shift, shear and zoom are one :class:`RandomAffine` layer: Keras' separate
     ``RandomRotation``/``RandomTranslation``/``RandomZoom`` layers resample every image once each,
@@ -205,6 +211,12 @@ def make_augmentation(
         layers.append(keras.layers.RandomContrast(contrast, seed=seed))
     if brightness:
         layers.append(keras.layers.RandomBrightness(brightness, value_range=(0.0, 1.0), seed=seed))
+    if sharpness:
+        layers.append(keras.layers.RandomSharpness(tuple(sharpness), value_range=(0.0, 1.0), seed=seed))
+    if noise:
+        layers.append(keras.layers.GaussianNoise(noise, seed=seed))
+    if frame:
+        layers.append(_random_frame_class()(frame, seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
@@ -267,10 +279,53 @@ def _random_affine_class():
     return RandomAffine
 
 
+@functools.cache
+def _random_frame_class():
+    import keras
+
+    @keras.saving.register_keras_serializable("pneumonia")
+    class RandomFrame(keras.layers.Layer):
+        """A black or white border, up to ``width`` of the image size wide, on each image with probability
+        ``probability``: the collimator edges and burnt-in borders that differ between machines.
+        Identity unless training."""
+
+        def __init__(self, width=0.08, probability=0.5, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.width, self.probability, self.seed = width, probability, seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            ops = keras.ops
+            shape = ops.shape(images)
+            batch, height, width = shape[0], shape[1], shape[2]
+            draws = keras.random.uniform((batch, 3), seed=self.seed_generator)
+            border = draws[:, 0] * self.width * ops.cast(ops.minimum(height, width), "float32")
+            border = ops.where(draws[:, 1] < self.probability, border, 0.0)
+            level = ops.cast(draws[:, 2] < 0.5, images.dtype)
+            rows, columns = ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32")
+            row_edge = ops.minimum(rows, ops.cast(height, "float32") - 1 - rows)
+            column_edge = ops.minimum(columns, ops.cast(width, "float32") - 1 - columns)
+            distance = ops.minimum(row_edge[:, None], column_edge[None, :])
+            inside = distance[None, :, :, None] < border[:, None, None, None]
+            return ops.where(inside, level[:, None, None, None], images)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "width": self.width, "probability": self.probability, "seed": self.seed}
+
+    return RandomFrame
+
+
 def __getattr__(name):
     # Built on first use so that importing the package does not import Keras.
     if name == "RandomAffine":
         return _random_affine_class()
+    if name == "RandomFrame":
+        return _random_frame_class()
     raise AttributeError(name)
 
 
