@@ -102,6 +102,32 @@ def test_make_augmentation_is_none_when_nothing_is_asked_for():
     assert [type(layer).__name__ for layer in layers] == ["RandomAffine", "RandomFlip"]
 
 
+def test_make_augmentation_adds_the_machine_difference_layers_in_order():
+    layers = preprocess.make_augmentation(zoom=0.2, sharpness=(0.15, 0.95), noise=0.03, frame=0.08, seed=0).layers
+    assert [type(layer).__name__ for layer in layers] == ["RandomAffine", "RandomSharpness", "GaussianNoise",
+                                                         "RandomFrame"]
+    images = np.full((16, 32, 32, 1), 0.5, np.float32)
+    out = np.asarray(preprocess.make_augmentation(sharpness=(0.15, 0.95), noise=0.03, seed=0)(images, training=True))
+    assert out.shape == images.shape and 0.01 < out.std() < 0.05  # grain of about the asked size
+
+
+def test_random_frame_draws_black_or_white_borders_on_about_half_the_images():
+    images = np.full((400, 50, 50, 1), 0.5, np.float32)
+    layer = preprocess.RandomFrame(width=0.1, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    out = np.asarray(layer(images, training=True))[..., 0]
+    changed = out != 0.5
+    framed = changed.any(axis=(1, 2))
+    assert 0.35 < framed.mean() < 0.65
+    assert set(np.unique(out[changed])) <= {0.0, 1.0}
+    assert {float(image[0, 0]) for image in out[framed]} == {0.0, 1.0}  # both colours occur
+    assert np.all(out[:, 5:45, 5:45] == 0.5)  # never wider than 10% of the side
+    for image, mask in zip(out[framed], changed[framed]):  # a frame: the same width on every side
+        width = int(mask[25].argmin())
+        assert mask[:width].all() and mask[-width:].all() and mask[:, :width].all() and mask[:, -width:].all()
+        assert not mask[width:-width, width:-width].any()
+
+
 def _square(size=32, batch=8):
     images = np.zeros((batch, size, size, 1), np.float32)
     images[:, 12:20, 12:20] = 1.0
