@@ -221,13 +221,37 @@ def make_augmentation(
 
 
 @functools.cache
+def _random_image_layer_class():
+    import keras
+
+    class RandomImageLayer(keras.layers.Layer):
+        """A seeded random change of a batch of images (``transform``), applied only when training."""
+
+        def __init__(self, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            return self.transform(images) if training else images
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "seed": self.seed}
+
+    return RandomImageLayer
+
+
+@functools.cache
 def _random_affine_class():
     import math
 
     import keras
 
     @keras.saving.register_keras_serializable("pneumonia")
-    class RandomAffine(keras.layers.Layer):
+    class RandomAffine(_random_image_layer_class()):
         """Random rotation, shift, shear and zoom of a batch as one affine resampling per image.
 
         Each image draws its own angle in ``±rotation`` turns, shift in ``±shift`` of the size,
@@ -236,14 +260,11 @@ def _random_affine_class():
         """
 
         def __init__(self, rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, fill_value=0.0, seed=None, **kwargs):
-            super().__init__(**kwargs)
+            super().__init__(seed=seed, **kwargs)
             self.rotation, self.shift, self.shear, self.zoom = rotation, shift, shear, zoom
-            self.fill_value, self.seed = fill_value, seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+            self.fill_value = fill_value
 
-        def call(self, images, training=True):
-            if not training:
-                return images
+        def transform(self, images):
             ops = keras.ops
             shape = ops.shape(images)
             batch, height, width = shape[0], ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
@@ -269,12 +290,9 @@ def _random_affine_class():
             return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant",
                                               fill_value=self.fill_value)
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
         def get_config(self):
             return {**super().get_config(), "rotation": self.rotation, "shift": self.shift, "shear": self.shear,
-                    "zoom": self.zoom, "fill_value": self.fill_value, "seed": self.seed}
+                    "zoom": self.zoom, "fill_value": self.fill_value}
 
     return RandomAffine
 
@@ -284,19 +302,16 @@ def _random_frame_class():
     import keras
 
     @keras.saving.register_keras_serializable("pneumonia")
-    class RandomFrame(keras.layers.Layer):
+    class RandomFrame(_random_image_layer_class()):
         """A black or white border, up to ``width`` of the image size wide, on each image with probability
         ``probability``: the collimator edges and burnt-in borders that differ between machines.
         Identity unless training."""
 
         def __init__(self, width=0.08, probability=0.5, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.width, self.probability, self.seed = width, probability, seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+            super().__init__(seed=seed, **kwargs)
+            self.width, self.probability = width, probability
 
-        def call(self, images, training=True):
-            if not training:
-                return images
+        def transform(self, images):
             ops = keras.ops
             shape = ops.shape(images)
             batch, height, width = shape[0], shape[1], shape[2]
@@ -311,11 +326,8 @@ def _random_frame_class():
             inside = distance[None, :, :, None] < border[:, None, None, None]
             return ops.where(inside, level[:, None, None, None], images)
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
         def get_config(self):
-            return {**super().get_config(), "width": self.width, "probability": self.probability, "seed": self.seed}
+            return {**super().get_config(), "width": self.width, "probability": self.probability}
 
     return RandomFrame
 
