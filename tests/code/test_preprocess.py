@@ -126,6 +126,8 @@ def test_random_frame_draws_black_or_white_borders_on_about_half_the_images():
         width = int(mask[25].argmin())
         assert mask[:width].all() and mask[-width:].all() and mask[:, :width].all() and mask[:, -width:].all()
         assert not mask[width:-width, width:-width].any()
+    clone = preprocess.RandomFrame.from_config(layer.get_config())  # checkpoints of the training model save it
+    assert (clone.width, clone.probability, clone.seed) == (0.1, 0.5, 0)
 
 
 def _square(size=32, batch=8):
