@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import layers, regularizers
 
@@ -192,5 +194,12 @@ def split_vgg16(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved model; importing this module first registers the custom layers (``VGG16Preprocess``)."""
-    return keras.models.load_model(path)
+    """Load a saved model; importing this module first registers the custom layers (``VGG16Preprocess``).
+
+    Models are saved compiled as they trained; when another model took the steps (the augmented
+    wrapper of ``train.training_model``), the saved optimizer holds no state and Keras warns that it
+    skips loading it. Prediction never needs optimizer state, so that one warning is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
+        return keras.models.load_model(path)
