@@ -103,7 +103,6 @@ def _tutorial_sequence(filepaths, labels, image_size, channels, batch_size, seed
 def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits_csv: Path | str | None = None) -> dict:
     import keras
 
-    from pneumonia.models import make_cnn
     from pneumonia.reproduce import notebook_parameters
 
     settings = notebook_parameters("04-cnn", profile)
@@ -112,12 +111,10 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
     splits = split.read_splits(splits_csv, data)
     images, labels, rows = preprocess.load_split(splits, "train", run.image_size, run.channels, limit=limit)
     val_images, val_labels, _ = preprocess.load_split(splits, "val", run.image_size, run.channels, limit=limit)
-    shape = (run.image_size, run.image_size, run.channels)
 
     def fresh_model(jit: bool = False, augmentation=None):
         keras.utils.set_random_seed(0)
-        model = make_cnn(shape, filters=tuple(run.filters), stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2,
-                         batchnorm_momentum=run.batchnorm_momentum)
+        model = train.build_cnn(run)
         model = train.training_model(model, augmentation)
         train.compile_model(model, run.learning_rate, run.label_smoothing, run.ema_momentum)
         if jit:

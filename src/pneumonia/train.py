@@ -32,6 +32,8 @@ class TrainConfig:
     dropout: float = 0.3
     l2: float = 1e-4
     batchnorm_momentum: float = 0.99
+    antialias: bool = False  # blur before every downsampling (models.make_cnn)
+    instance_norm_blocks: int = 0  # the first n blocks normalise half their channels per image (models.make_cnn)
     batch_size: int = 32
     epochs: int = 20
     learning_rate: float = 1e-3
@@ -163,6 +165,16 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 
+def build_cnn(run: TrainConfig):
+    """``models.make_cnn`` as ``run`` describes it (uncompiled)."""
+    from pneumonia.models import make_cnn
+
+    return make_cnn((run.image_size, run.image_size, run.channels), filters=tuple(run.filters),
+                    stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2,
+                    batchnorm_momentum=run.batchnorm_momentum, antialias=run.antialias,
+                    instance_norm_blocks=run.instance_norm_blocks, name=run.name)
+
+
 def train_one(
     run: TrainConfig,
     seed: int,
@@ -175,8 +187,6 @@ def train_one(
     logs_dir: Path | str | None = None,
 ) -> dict:
     """Train one seed; save ``models/<name>-seed<seed>.keras`` and its ``.json`` sidecar; return the sidecar."""
-    from pneumonia.models import make_cnn
-
     seed_everything(seed)
     models_dir = Path(models_dir or config.MODELS_DIR)
     logs_dir = Path(logs_dir or config.REPORTS_DIR / "training")
@@ -198,15 +208,7 @@ def train_one(
     train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed)
     val_data = preprocess.make_dataset(val_images, val_labels, run.batch_size)
 
-    model = make_cnn(
-        (run.image_size, run.image_size, run.channels),
-        filters=tuple(run.filters),
-        stem_stride=run.stem_stride,
-        dropout=run.dropout,
-        l2=run.l2,
-        batchnorm_momentum=run.batchnorm_momentum,
-        name=run.name,
-    )
+    model = build_cnn(run)
     trainer = training_model(model, preprocess.make_augmentation(**run.augmentation, seed=seed))
     compile_model(trainer, run.learning_rate, run.label_smoothing, run.ema_momentum)
     if trainer is not model:  # saved compiled as it trained, so a loaded model evaluates without guessing
