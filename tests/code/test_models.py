@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +203,63 @@ def test_batchnorm_momentum_is_a_parameter():
     model = models.make_cnn((32, 32, 1), filters=(4, 8), batchnorm_momentum=0.9)
     assert {model.get_layer(f"block{i}_bn").momentum for i in (1, 2)} == {0.9}
     assert models.make_cnn((32, 32, 1), filters=(4,)).get_layer("block1_bn").momentum == 0.99
+
+
+def test_blurpool_removes_what_plain_subsampling_aliases():
+    checkerboard = (np.indices((8, 8)).sum(axis=0) % 2).astype(np.float32)[None, :, :, None]
+    # Every other pixel of a one-pixel checkerboard is all ones or all zeros: the finest texture
+    # turns into a flat, wrong brightness. Blurred first, it becomes its mean.
+    assert np.unique(checkerboard[:, ::2, ::2]).size == 1
+    blurred = np.asarray(models.BlurPool2D(2)(checkerboard))
+    assert blurred.shape == (1, 4, 4, 1)
+    assert np.allclose(blurred[:, :3, :3], 0.5)
+    flat = np.full((1, 7, 7, 3), 0.8, np.float32)  # the padding is left out of each mean: edges stay as bright
+    assert np.allclose(models.BlurPool2D(2)(flat), 0.8) and models.BlurPool2D(2)(flat).shape == (1, 4, 4, 3)
+    impulse = np.zeros((1, 5, 5, 1), np.float32)
+    impulse[0, 2, 2] = 16.0
+    spread = np.asarray(models.BlurPool2D(1)(impulse))[0, :, :, 0]
+    assert spread.sum() == pytest.approx(16.0) and np.count_nonzero(spread) == 9  # a 3x3 binomial
+
+
+def test_antialiased_cnn_blurs_every_downsampling_and_keeps_its_parameters(tmp_path):
+    plain = models.make_cnn((32, 32, 1), filters=(4, 8, 16))
+    model = models.make_cnn((32, 32, 1), filters=(4, 8, 16), antialias=True)
+    blurs = [layer.name for layer in model.layers if isinstance(layer, models.BlurPool2D)]
+    assert blurs == ["block1_input_blur", "block1_blur", "block2_blur"]
+    assert all(model.get_layer(name).strides == 1 for name in blurs)
+    names = [layer.name for layer in model.layers]
+    assert names.index("block1_input_blur") < names.index("block1_conv")
+    assert all(names.index(f"block{i}_blur") + 1 == names.index(f"block{i}_pool") for i in (1, 2))
+    assert model.get_layer("block1_conv").strides == (2, 2)
+    assert model.get_layer("block3_relu").output.shape == plain.get_layer("block3_relu").output.shape
+    assert model.count_params() == plain.count_params()
+    images = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_instance_norm_blocks_normalise_half_the_channels_per_image(tmp_path):
+    model = models.make_cnn((32, 32, 1), filters=(4, 8, 16), instance_norm_blocks=2)
+    for block, width in (("block1", 4), ("block2", 8)):
+        instance = model.get_layer(f"{block}_in")
+        assert instance.groups == width // 2 and instance.output.shape[-1] == width // 2  # one channel a group
+        assert model.get_layer(f"{block}_bn").output.shape[-1] == width // 2
+    assert model.get_layer("block3_bn").output.shape[-1] == 16
+    assert "block3_in" not in [layer.name for layer in model.layers]
+    # Per image and channel, at inference too: mean 0 and standard deviation 1 (before any learnt scale),
+    # whatever the image's brightness; BatchNorm's half keeps the training set's statistics instead.
+    probe = keras.Model(model.input, [model.get_layer("block1_in").output, model.get_layer("block1_bn").output])
+    images = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32) * [[[[1.0]]], [[[5.0]]]]
+    instance, batch = (np.asarray(output) for output in probe(images, training=False))
+    assert np.allclose(instance.mean(axis=(1, 2)), 0, atol=1e-4) and np.allclose(instance.std(axis=(1, 2)), 1, atol=0.02)
+    assert not np.allclose(batch.std(axis=(1, 2))[0], batch.std(axis=(1, 2))[1], rtol=0.5)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_build_cnn_follows_the_training_config():
+    run = train.TrainConfig(image_size=32, filters=(4, 8), antialias=True, instance_norm_blocks=1, name="variant")
+    model = train.build_cnn(run)
+    assert model.name == "variant" and model.input_shape == (None, 32, 32, 1)
+    assert "block1_blur" in [layer.name for layer in model.layers if isinstance(layer, models.BlurPool2D)]
+    assert model.get_layer("block1_in").groups == 2
