@@ -170,9 +170,10 @@ def _record_run(seconds: float) -> None:
     import resource
 
     from pneumonia.bench import record
+    from pneumonia.train import machine
 
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     values = {"reproduce_full_s": round(seconds, 1), "reproduce_peak_rss_mb": round(peak_kb / 1024, 1),
-              "reproduce_peak_rss_mb_by_notebook": _notebook_peaks()}
+              "reproduce_peak_rss_mb_by_notebook": _notebook_peaks(), "reproduce_machine": machine()}
     record(values)
     print(f"full run: {seconds / 60:.1f} min, peak memory {values['reproduce_peak_rss_mb']:.0f} MiB")

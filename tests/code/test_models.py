@@ -50,7 +50,7 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert "simulated-shift copy" in sidecar["threshold_method"]
     assert sidecar["smote_synthetic_images"] == 16 and sidecar["train_images"] == 56
     assert sidecar["image_size"] == 32 and sidecar["class_names"] == ["NORMAL", "PNEUMONIA"]
-    assert {"tensorflow", "keras", "numpy"} <= set(sidecar["versions"])
+    assert {"tensorflow", "keras", "numpy"} <= set(sidecar["versions"]) and sidecar["machine"]["cpus"] >= 1
     assert (tmp_path / "l" / "tiny-seed0.csv").read_text().startswith("epoch,")
     published = train.publish([sidecar], tmp_path / "m")
     assert published.name == "tiny.keras" and evaluate.load_sidecar(published)["seed_models"] == ["tiny-seed0.keras"]

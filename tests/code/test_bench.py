@@ -1,0 +1,34 @@
+"""Benchmark records: every time says which CPU measured it."""
+
+from __future__ import annotations
+
+import json
+
+from pneumonia import bench, config, train
+
+
+def test_machine_names_the_cpu_and_its_vector_extensions(tmp_path, monkeypatch):
+    machine = train.machine()
+    assert machine["cpus"] >= 1 and machine["cpu_model"]
+    assert set(machine.get("vector_extensions", [])) <= set(train.VECTOR_EXTENSIONS)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n")
+    monkeypatch.setattr(train, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else path)
+    machine = train.machine()
+    assert machine["cpu_model"] == "Test CPU 9000"
+    assert machine["vector_extensions"] == ["avx2", "fma", "avx512f", "avx512_bf16"]
+
+
+def test_record_says_which_machine_measured_the_bench_and_which_the_full_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path)
+    (tmp_path / "benchmarks.json").write_text(json.dumps({"reproduce_full_s": 3000.0, "reproduce_machine": {
+        "cpus": 2, "cpu_model": "Fast CPU", "vector_extensions": ["avx2", "avx512f"]}}))
+    bench.record({"cnn_epoch_s": 9.0, "compute_epoch_s": 8.5,
+                  "machine": {"cpus": 2, "cpu_model": "Slow CPU", "vector_extensions": ["avx2"], "tensorflow": "2.21.0"}})
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "`make bench` on 2 CPU cores (Slow CPU; avx2)" in text
+    assert "`make reproduce`, on 2 CPU cores (Fast CPU; avx2, avx512f)" in text
+    assert "| `reproduce_full_s` | 3000.0 |" in text and "reproduce_machine" not in text
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert recorded["reproduce_machine"]["cpu_model"] == "Fast CPU" and recorded["machine"]["cpu_model"] == "Slow CPU"
+    assert recorded["goals"]["cnn_epoch_s <= 1.15 x compute_epoch_s"] is True
