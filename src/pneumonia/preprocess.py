@@ -332,13 +332,14 @@ def _random_frame_class():
     return RandomFrame
 
 
+_LAYER_CLASSES = {"RandomAffine": _random_affine_class, "RandomFrame": _random_frame_class}
+
+
 def __getattr__(name):
     # Built on first use so that importing the package does not import Keras.
-    if name == "RandomAffine":
-        return _random_affine_class()
-    if name == "RandomFrame":
-        return _random_frame_class()
-    raise AttributeError(name)
+    if name in _LAYER_CLASSES:
+        return _LAYER_CLASSES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_dataset(

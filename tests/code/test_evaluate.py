@@ -125,3 +125,20 @@ def test_one_factor_table_scores_each_member_at_its_own_threshold_under_each_cha
     assert clean.loc[1, "sensitivity"] == 0.0  # nothing reaches 0.95
     brighter = table[(table["shift"] == "gamma 0.6") & (table["seed"] == 0)].iloc[0]
     assert brighter["specificity"] < 1.0  # brighter NORMAL images now cross the threshold
+
+
+def test_one_factor_heatmap_shows_a_broken_ranking_in_warning_colours():
+    import pandas as pd
+
+    from pneumonia import plots
+
+    table = pd.DataFrame([{"shift": shift, "model": "cnn", "seed": 0, "specificity": spec, "sensitivity": 0.95,
+                           "roc_auc": auc} for shift, spec, auc in (("none", 0.99, 0.997), ("sharpened", 0.74, 0.939))])
+    figure = plots.one_factor(table)
+    auc_panel = next(axis for axis in figure.axes if axis.get_title() == "ROC AUC")
+    mesh = auc_panel.collections[0]
+    assert (mesh.norm.vmin, mesh.norm.vmax) == (0.9, 1.0)
+    sharpened = mesh.cmap(mesh.norm(0.939))
+    assert sharpened[0] > sharpened[1]  # more red than green: an AUC of 0.94 is a broken ranking here
+    rates = next(axis for axis in figure.axes if axis.get_title() == "specificity").collections[0]
+    assert (rates.norm.vmin, rates.norm.vmax) == (0.0, 1.0)

@@ -258,3 +258,9 @@ def test_one_factor_shifts_do_what_their_names_say():
     noisy = preprocess.one_factor_shift(grey, "noise sd 8 grey levels").astype(float)
     assert 6 < noisy.std() < 10
     assert not np.array_equal(noisy, preprocess.one_factor_shift(grey, "noise sd 8 grey levels", seed=1))
+
+
+def test_unknown_names_are_attribute_errors():
+    assert not hasattr(preprocess, "RandomNothing")
+    with pytest.raises(AttributeError, match="RandomNothing"):
+        preprocess.RandomNothing
