@@ -115,7 +115,7 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
         keras.utils.set_random_seed(0)
         model = train.build_cnn(run)
         model = train.training_model(model, augmentation)
-        train.compile_model(model, run.learning_rate, run.label_smoothing, run.ema_momentum)
+        train.compile_model(model, train.learning_rate(run, steps_per_epoch), run.label_smoothing, run.ema_momentum)
         if jit:
             model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)
         return model

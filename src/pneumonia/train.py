@@ -44,6 +44,7 @@ class TrainConfig:
     augmentation: dict = field(default_factory=dict)
     patience: int = 5
     step_schedule: dict | None = None  # e.g. {"factor": 0.5, "every": 5}; None: ReduceLROnPlateau
+    cosine_decay: bool = False  # the learning rate falls along a cosine to 0 over the epochs (no ReduceLROnPlateau)
     threshold_shift: float = 0.0  # > 0: choose the threshold on validation plus a simulated-shift copy of it
     verbose: int = 2
 
@@ -63,9 +64,10 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(model, learning_rate: float = 1e-3, label_smoothing: float = 0.0, ema_momentum: float | None = None):
-    """Adam and binary cross-entropy; with ``ema_momentum``, Adam also keeps an exponential moving
-    average of the weights (``make_callbacks`` then validates and keeps the average)."""
+def compile_model(model, learning_rate=1e-3, label_smoothing: float = 0.0, ema_momentum: float | None = None):
+    """Adam (``learning_rate``: a number or a schedule) and binary cross-entropy; with ``ema_momentum``,
+    Adam also keeps an exponential moving average of the weights (``make_callbacks`` then validates and
+    keeps the average)."""
     import keras
 
     model.compile(
@@ -79,6 +81,18 @@ def compile_model(model, learning_rate: float = 1e-3, label_smoothing: float = 0
         ],
     )
     return model
+
+
+def learning_rate(run: TrainConfig, steps_per_epoch: int):
+    """What Adam is given: ``run.learning_rate``, or with ``run.cosine_decay`` a schedule that lowers it
+    step by step along a cosine to 0 at the end of ``run.epochs`` (Loshchilov & Hutter 2017)."""
+    if not run.cosine_decay:
+        return run.learning_rate
+    if run.step_schedule:
+        raise ValueError("choose one of cosine_decay and step_schedule")
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(run.learning_rate, decay_steps=run.epochs * steps_per_epoch)
 
 
 def step_decay(initial_rate: float, factor: float = 0.5, every: int = 5):
@@ -100,7 +114,7 @@ def make_callbacks(run: TrainConfig, checkpoint: Path, log: Path) -> list:
     ]
     if run.step_schedule:
         callbacks.append(step_decay(run.learning_rate, **run.step_schedule))
-    else:
+    elif not run.cosine_decay:  # a schedule owns the rate; ReduceLROnPlateau cannot change it
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6, verbose=1)
         )
@@ -230,9 +244,10 @@ def train_one(
 
     model = build_cnn(run)
     trainer = training_model(model, preprocess.make_augmentation(**run.augmentation, seed=seed))
-    compile_model(trainer, run.learning_rate, run.label_smoothing, run.ema_momentum)
+    rate = learning_rate(run, steps_per_epoch)
+    compile_model(trainer, rate, run.label_smoothing, run.ema_momentum)
     if trainer is not model:  # saved compiled as it trained, so a loaded model evaluates without guessing
-        compile_model(model, run.learning_rate, run.label_smoothing, run.ema_momentum)
+        compile_model(model, rate, run.label_smoothing, run.ema_momentum)
     started = time.perf_counter()
     history = trainer.fit(
         train_data,

@@ -174,6 +174,33 @@ def test_publish_adds_an_ensemble_of_the_seeds_with_its_own_validation_threshold
     assert ensemble["validation"]["roc_auc"] == pytest.approx(evaluate.binary_metrics(val_labels, mean)["roc_auc"])
 
 
+def test_cosine_decay_lowers_the_rate_to_zero_by_the_last_step_and_replaces_the_plateau_rule(tmp_path):
+    run = train.TrainConfig(epochs=4, learning_rate=1e-3, cosine_decay=True)
+    schedule = train.learning_rate(run, steps_per_epoch=10)
+    assert [float(schedule(step)) for step in (0, 20, 40)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-9)
+    assert train.learning_rate(train.TrainConfig(learning_rate=1e-3), 10) == 1e-3
+    callbacks = [type(c).__name__ for c in train.make_callbacks(run, tmp_path / "c.keras", tmp_path / "l.csv")]
+    assert "ReduceLROnPlateau" not in callbacks and "EarlyStopping" in callbacks
+    assert "ReduceLROnPlateau" in [type(c).__name__ for c in
+                                   train.make_callbacks(train.TrainConfig(), tmp_path / "c.keras", tmp_path / "l.csv")]
+    with pytest.raises(ValueError, match="cosine_decay"):
+        train.learning_rate(train.TrainConfig(cosine_decay=True, step_schedule={"every": 2}), 10)
+
+
+def test_train_one_with_cosine_decay_ends_at_a_rate_of_zero_and_saves_a_loadable_model(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (32, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 20, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=2, batch_size=8, verbose=0,
+                            cosine_decay=True, patience=5)
+    sidecar = train.train_one(run, 0, images, labels, images, labels, "hash", tmp_path / "m", tmp_path / "l")
+    loaded = models.load_model(tmp_path / "m" / sidecar["model_file"])
+    optimizer = loaded.optimizer
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # 2 epochs x 4 steps: the schedule's end
+    assert sidecar["config"]["cosine_decay"] is True
+
+
 def test_step_decay_divides_the_rate_every_few_epochs():
     schedule = train.step_decay(1e-3, factor=0.5, every=3).schedule
     assert [schedule(e) for e in (0, 2, 3, 6)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
