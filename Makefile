@@ -16,7 +16,7 @@ NBVAL := $(CURDIR)/build/nbval
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup data split reproduce bench app test test-nbval test-code test-data test-browser lab lock clean
+.PHONY: help setup data split reproduce experiment bench app test test-nbval test-code test-data test-browser lab lock clean
 
 ## Show this help.
 help:
@@ -45,6 +45,11 @@ split: $(STAMP)
 ## Run every notebook in order with papermill; executed copies go to reports/notebooks/.
 reproduce: $(STAMP)
 	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)") $(if $(VGG16_WEIGHTS),--vgg16-weights "$(VGG16_WEIGHTS)")
+
+## Train a variant of notebook 04's CNN and judge it on validation: TAG=name SET="epochs=40" (TAG=published: as it is).
+experiment: $(STAMP)
+	@test -n "$(TAG)" || { echo "error: name the run, e.g. make experiment TAG=published" >&2; exit 1; }
+	$(BIN)/pneumonia experiment $(TAG) $(if $(SET),--set $(SET))
 
 ## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
 bench: $(STAMP)

@@ -105,7 +105,7 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
     from pneumonia.reproduce import notebook_parameters
 
     settings = notebook_parameters("04-cnn", profile)
-    run = train.TrainConfig(**{k: v for k, v in settings.items() if k in train.TrainConfig.__dataclass_fields__})
+    run = train.config_from_parameters(settings)
     limit = settings.get("limit")
     splits = split.read_splits(splits_csv, data)
     images, labels, rows = preprocess.load_split(splits, "train", run.image_size, run.channels, limit=limit)

@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the input pipeline against the model's compute")
     bench.add_argument("--profile", choices=["full", "smoke"], default="full")
 
+    experiment = commands.add_parser(
+        "experiment", help="train a variant of notebook 04's CNN and judge it on validation (reports/experiments/)")
+    experiment.add_argument("tag", help="the run's name; 'published' is notebook 04's configuration as it is")
+    experiment.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
+                            help="change TrainConfig settings, e.g. epochs=40 'augmentation={zoom: 0.3}'")
+    experiment.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    experiment.add_argument("--profile", choices=["full", "smoke"], default="full")
+    experiment.add_argument("--against", default="published", help="the recorded run to compare with (same seeds)")
+
     predict = commands.add_parser("predict", help="predict PNEUMONIA / NORMAL for image files or folders")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     predict.add_argument("--model", type=Path, default=None, help=f"default {config.MODELS_DIR / 'cnn.keras'}")
@@ -72,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("predict", "bench", "reproduce"):
+    if args.command in ("predict", "bench", "reproduce", "experiment"):
         from pneumonia._quiet import import_tensorflow
 
         import_tensorflow()
@@ -119,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                        "--server.address", "localhost", "--server.port", str(args.port),
                        "--browser.gatherUsageStats", "false"]
             return subprocess.call(command)
+        elif args.command == "experiment":
+            from pneumonia import experiment
+
+            settings = experiment.parse_settings(args.settings)
+            print(experiment.describe(experiment.run(args.tag, settings, args.seeds, args.profile,
+                                                     against=args.against)))
         elif args.command == "bench":
             from pneumonia import bench
 

@@ -199,6 +199,14 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 
+def config_from_parameters(parameters: dict) -> TrainConfig:
+    """The ``TrainConfig`` that notebook 04's parameters describe (the rest, such as ``seeds``, left out)."""
+    fields = {key: value for key, value in parameters.items() if key in TrainConfig.__dataclass_fields__}
+    if "filters" in fields:
+        fields["filters"] = tuple(fields["filters"])
+    return TrainConfig(**fields)
+
+
 def build_cnn(run: TrainConfig):
     """``models.make_cnn`` as ``run`` describes it (uncompiled)."""
     from pneumonia.models import make_cnn

@@ -1,0 +1,182 @@
+"""``pneumonia experiment``: a variant of notebook 04's CNN, trained and judged on validation only.
+
+Notebook 04's "What we tried" tables compare variants of the published configuration by how their
+seeds rank validation images under changes that other equipment would make. This module makes those
+numbers, so that a row can be regenerated and a new one added with one command::
+
+    pneumonia experiment published                    # notebook 04's configuration, seeds 0-2
+    pneumonia experiment longer --set epochs=40       # the same with one setting changed
+
+Each run trains the seeds (models under ``models/experiments/TAG/``), scores every seed at its own
+validation threshold on validation, on two simulated-shift copies of it (seeds 1 and 3, strengths 1
+and 1.5, as notebook 04) and on the one-change map (``preprocess.ONE_FACTOR_SHIFTS``), and writes
+``reports/experiments/TAG.json``. Against a reference run on the same seeds (``--against``, by default
+``published``), it reports the paired gain in the map's mean ROC AUC and the rule's verdict
+(:func:`verdict`). Training is not reproducible across CPUs (notebook 04), so both sides must be
+trained on one machine; each record names its CPU. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from pneumonia import config, evaluate, preprocess, reporting, split, train
+
+PUBLISHED = "published"
+CONDITIONS = ("validation", "shifted", "shifted_x1.5")
+
+
+def experiments_dir() -> Path:
+    return config.REPORTS_DIR / "experiments"
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``["epochs=40", "augmentation={zoom: 0.3}"]`` -> ``{"epochs": 40, "augmentation": {"zoom": 0.3}}``:
+    each value read as YAML, each key checked against ``train.TrainConfig``."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ValueError(f"a setting is KEY=VALUE, not {pair!r}")
+        if key not in train.TrainConfig.__dataclass_fields__ or key in ("name", "balance"):
+            raise ValueError(f"{key!r} is not a setting of the CNN (see train.TrainConfig)")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def validation_conditions(val_images: np.ndarray, strength: float = 1.0) -> dict[str, np.ndarray]:
+    """Validation as it is and two simulated-shift copies of it, as notebook 04 scores them. Seeds 1 and
+    3: the copy that chooses thresholds (``train.THRESHOLD_SHIFT_SEED``) is not one that checks them."""
+    return {"validation": val_images,
+            "shifted": preprocess.simulate_acquisition_shift(val_images, seed=1, strength=strength),
+            "shifted_x1.5": preprocess.simulate_acquisition_shift(val_images, seed=3, strength=1.5 * strength)}
+
+
+def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strength: float = 1.0,
+          progress: bool = True) -> dict:
+    """Every ``(model, sidecar)`` member at its own threshold: validation, the shifted copies and the map.
+
+    The map's score per seed is the mean over its changes of ROC AUC (how well the seed ranks changed
+    images, whatever its threshold) and of balanced accuracy (at its threshold).
+    """
+    per_seed = [{"seed": sidecar["seed"], "threshold": sidecar["threshold"], "epochs_run": sidecar["epochs_run"],
+                 "best_epoch": sidecar["best_epoch"], "train_seconds": sidecar["train_seconds"]}
+                for _, sidecar in members]
+    ensemble = {}
+    for condition, images in validation_conditions(val_images, shift_strength).items():
+        probabilities = evaluate.seed_probabilities(members, images)
+        for row, (_, sidecar), probability in zip(per_seed, members, probabilities):
+            scored = evaluate.binary_metrics(val_labels, probability, sidecar["threshold"])
+            row[condition] = {metric: scored[metric] for metric in evaluate.HEADLINE}
+        ensemble[f"{condition}_roc_auc"] = evaluate.binary_metrics(val_labels, np.mean(probabilities, axis=0))["roc_auc"]
+    table = evaluate.one_factor_table(members, val_images, val_labels, progress=progress)
+    changed = table[table["shift"] != "none"].assign(
+        balanced_accuracy=lambda frame: (frame["sensitivity"] + frame["specificity"]) / 2)
+    by_seed = changed.groupby("seed")[["roc_auc", "balanced_accuracy"]].mean()
+    for row in per_seed:
+        row["map_roc_auc"] = float(by_seed.loc[row["seed"], "roc_auc"])
+        row["map_balanced_accuracy"] = float(by_seed.loc[row["seed"], "balanced_accuracy"])
+    summary = evaluate.summarize_seeds(
+        [{"map_roc_auc": r["map_roc_auc"], "map_balanced_accuracy": r["map_balanced_accuracy"],
+          "threshold": r["threshold"], "train_seconds": r["train_seconds"],
+          **{f"{c}_{m}": r[c][m] for c in CONDITIONS for m in evaluate.HEADLINE}} for r in per_seed],
+        ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds",
+         *(f"{c}_{m}" for c in CONDITIONS for m in evaluate.HEADLINE)))
+    changes = changed.groupby("shift", sort=False)[list(evaluate.HEADLINE)].mean().round(4).to_dict("index")
+    return {"per_seed": per_seed, "summary": summary, "ensemble": ensemble, "map": changes}
+
+
+def compare(variant: dict, reference: dict) -> dict:
+    """Seed by seed, the variant's map ROC AUC minus the reference's, and the guards' differences."""
+    reference_seeds = {row["seed"]: row for row in reference["per_seed"]}
+    missing = [row["seed"] for row in variant["per_seed"] if row["seed"] not in reference_seeds]
+    if missing:
+        raise ValueError(f"the reference has no seed {missing}: a paired comparison needs the same seeds")
+    gains = [row["map_roc_auc"] - reference_seeds[row["seed"]]["map_roc_auc"] for row in variant["per_seed"]]
+    ours, theirs = variant["summary"], reference["summary"]
+    return {
+        "against": reference["tag"],
+        "map_roc_auc_gains": gains,
+        "map_roc_auc_gain": float(np.mean(gains)),
+        "map_roc_auc_gain_std": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+        "validation_roc_auc_change": ours["validation_roc_auc"] - theirs["validation_roc_auc"],
+        "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
+        "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
+        "same_machine": variant["machine"].get("cpu_model") == reference["machine"].get("cpu_model"),
+    }
+
+
+def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002, max_time_ratio: float = 1.25) -> dict:
+    """Notebook 04's third rule: adopt when the mean paired gain in the map's ROC AUC is more than twice
+    its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
+    strength-1.5 AUC are each no more than ``tolerance`` lower, training takes no more than
+    ``max_time_ratio`` times as long, and both sides were trained on the same CPU."""
+    checks = {
+        "gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"],
+        f"gain above {min_gain:g}": comparison["map_roc_auc_gain"] > min_gain,
+        "clean validation AUC kept": comparison["validation_roc_auc_change"] >= -tolerance,
+        "strength-1.5 AUC kept": comparison["shifted_x1.5_roc_auc_change"] >= -tolerance,
+        f"training time within {max_time_ratio:g}x": comparison["train_seconds_ratio"] <= max_time_ratio,
+        "same CPU": comparison["same_machine"],
+    }
+    return {"adopt": all(checks.values()), "checks": checks}
+
+
+def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = "full",
+        data: Path | str | None = None, splits_csv: Path | str | None = None, against: str | None = PUBLISHED) -> dict:
+    """Train ``tag`` (notebook 04's configuration with ``settings`` changed) over ``seeds``, score it and
+    write ``reports/experiments/TAG.json``; with a recorded ``against`` run, add the comparison and verdict."""
+    from pneumonia import data as dataset
+    from pneumonia.models import load_model
+    from pneumonia.reproduce import notebook_parameters
+
+    settings = settings or {}
+    if tag == PUBLISHED and settings:
+        raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
+    parameters = notebook_parameters("04-cnn", profile)
+    run_config = replace(train.config_from_parameters(parameters), **settings)
+    splits = split.read_splits(splits_csv, data)
+    manifest_hash = dataset.load_manifest(data)["dataset_sha256"]
+    train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size, run_config.channels,
+                                                          limit=parameters.get("limit"))
+    val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
+    models_dir = config.MODELS_DIR / "experiments" / tag
+    members = []
+    for seed in seeds:
+        print(f"--- {tag}, seed {seed}", flush=True)
+        sidecar = train.train_one(run_config, seed, train_images, train_labels, val_images, val_labels,
+                                  manifest_hash, models_dir, models_dir / "training")
+        members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
+    record = {"tag": tag, "settings": settings, "profile": profile, "config": asdict(run_config),
+              "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
+              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0))}
+    reference = experiments_dir() / f"{against}.json"
+    if against and against != tag and reference.exists():
+        record["comparison"] = compare(record, json.loads(reference.read_text()))
+        record["verdict"] = verdict(record["comparison"])
+    reporting.write_json(experiments_dir() / f"{tag}.json", record)
+    return record
+
+
+def describe(record: dict) -> str:
+    """A few lines for the terminal: the run's scores and, with a reference, the paired gain and verdict."""
+    summary = record["summary"]
+    lines = [f"{record['tag']}: map ROC AUC {summary['map_roc_auc']:.4f} ± {summary['map_roc_auc_std']:.4f}, "
+             f"map balanced accuracy {summary['map_balanced_accuracy']:.4f}, "
+             f"clean validation AUC {summary['validation_roc_auc']:.4f}, "
+             f"shifted 1.0 / 1.5 AUC {summary['shifted_roc_auc']:.4f} / {summary['shifted_x1.5_roc_auc']:.4f}, "
+             f"thresholds {', '.join(format(r['threshold'], '.3f') for r in record['per_seed'])}"]
+    if "comparison" in record:
+        comparison, checks = record["comparison"], record["verdict"]["checks"]
+        lines.append(f"against {comparison['against']}: paired map AUC gain {comparison['map_roc_auc_gain']:+.4f} "
+                     f"(2 sd {2 * comparison['map_roc_auc_gain_std']:.4f}; per seed "
+                     f"{', '.join(format(g, '+.4f') for g in comparison['map_roc_auc_gains'])})")
+        lines.append(("adopt" if record["verdict"]["adopt"] else "not adopted") + ": " +
+                     "; ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items()))
+    return "\n".join(lines)

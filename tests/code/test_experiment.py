@@ -1,0 +1,81 @@
+"""`pneumonia experiment`: variants of notebook 04's CNN trained, scored on validation and judged by the rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pneumonia import config, experiment
+
+
+def test_settings_are_read_as_yaml_and_checked_against_the_training_config():
+    assert experiment.parse_settings(["epochs=40", "ema_momentum=0.999", "augmentation={zoom: 0.3}",
+                                      "step_schedule=null"]) == {
+        "epochs": 40, "ema_momentum": 0.999, "augmentation": {"zoom": 0.3}, "step_schedule": None}
+    for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=smote"], ["name=other"]):
+        with pytest.raises(ValueError):
+            experiment.parse_settings(bad)
+
+
+def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2)):
+    per_seed = [{"seed": seed, "map_roc_auc": auc} for seed, auc in zip(seeds, map_aucs)]
+    return {"tag": tag, "per_seed": per_seed, "machine": {"cpu_model": cpu},
+            "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds}}
+
+
+def test_the_comparison_pairs_seeds_by_number_not_by_position():
+    reference = _record("published", [0.990, 0.991, 0.992])
+    variant = _record("v", [0.997, 0.994, 0.994], seeds=(2, 0, 1))  # seed 2 first
+    comparison = experiment.compare(variant, reference)
+    assert comparison["map_roc_auc_gains"] == pytest.approx([0.005, 0.004, 0.003])
+    assert comparison["map_roc_auc_gain"] == pytest.approx(0.004)
+    assert comparison["map_roc_auc_gain_std"] == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="same seeds"):
+        experiment.compare(_record("v", [0.99], seeds=(7,)), reference)
+
+
+def test_the_verdict_adopts_only_when_every_check_passes():
+    reference = _record("published", [0.990, 0.991, 0.992])
+    steady = _record("v", [0.994, 0.995, 0.996])
+    assert experiment.verdict(experiment.compare(steady, reference))["adopt"] is True
+    failing = {
+        "gain above twice its spread": _record("v", [0.990, 0.999, 0.996]),  # +0.000, +0.008, +0.004
+        "gain above 0.002": _record("v", [0.9911, 0.9921, 0.9931]),  # steady, +0.0011
+        "clean validation AUC kept": _record("v", [0.994, 0.995, 0.996], clean=0.994),
+        "strength-1.5 AUC kept": _record("v", [0.994, 0.995, 0.996], shifted=0.990),
+        "training time within 1.25x": _record("v", [0.994, 0.995, 0.996], seconds=260.0),
+        "same CPU": _record("v", [0.994, 0.995, 0.996], cpu="CPU B"),
+    }
+    for check, variant in failing.items():
+        result = experiment.verdict(experiment.compare(variant, reference))
+        assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [check]
+
+
+def test_published_takes_no_settings():
+    with pytest.raises(ValueError, match="another tag"):
+        experiment.run(experiment.PUBLISHED, {"epochs": 2})
+
+
+def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_published_run(
+        synthetic_source, tmp_path, monkeypatch):
+    from pneumonia import data, split
+
+    raw = tmp_path / "raw"
+    data.fetch(synthetic_source, raw, progress=False)
+    split.split_data(raw, tmp_path / "splits.csv")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
+    common = {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
+    published = experiment.run(experiment.PUBLISHED, **common)
+    variant = experiment.run("smoother", {"ema_momentum": 0.9}, **common)
+
+    assert published["config"]["ema_momentum"] == 0.99 and variant["config"]["ema_momentum"] == 0.9
+    assert "comparison" not in published and variant["comparison"]["against"] == experiment.PUBLISHED
+    recorded = json.loads((tmp_path / "reports" / "experiments" / "smoother.json").read_text())
+    (row,) = recorded["per_seed"]
+    assert set(experiment.CONDITIONS) <= set(row) and 0 <= row["map_roc_auc"] <= 1
+    assert set(recorded["map"]) == set(experiment.preprocess.ONE_FACTOR_SHIFTS)
+    assert recorded["verdict"]["checks"]["same CPU"] is True
+    assert (tmp_path / "models" / "experiments" / "smoother" / "cnn-seed0.keras").exists()
+    assert "against published: paired map AUC gain" in experiment.describe(recorded)
