@@ -109,6 +109,7 @@ def compare(variant: dict, reference: dict) -> dict:
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
         "same_machine": variant["machine"].get("cpu_model") == reference["machine"].get("cpu_model"),
+        "same_data": all(variant.get(key) == reference.get(key) for key in ("data_manifest_sha256", "profile")),
     }
 
 
@@ -116,7 +117,7 @@ def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002,
     """Notebook 04's third rule: adopt when the mean paired gain in the map's ROC AUC is more than twice
     its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
     strength-1.5 AUC are each no more than ``tolerance`` lower, training takes no more than
-    ``max_time_ratio`` times as long, and both sides were trained on the same CPU."""
+    ``max_time_ratio`` times as long, and both sides were trained on the same CPU, data and profile."""
     checks = {
         "gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"],
         f"gain above {min_gain:g}": comparison["map_roc_auc_gain"] > min_gain,
@@ -124,6 +125,7 @@ def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002,
         "strength-1.5 AUC kept": comparison["shifted_x1.5_roc_auc_change"] >= -tolerance,
         f"training time within {max_time_ratio:g}x": comparison["train_seconds_ratio"] <= max_time_ratio,
         "same CPU": comparison["same_machine"],
+        "same data and profile": comparison["same_data"],
     }
     return {"adopt": all(checks.values()), "checks": checks}
 

@@ -18,9 +18,10 @@ def test_settings_are_read_as_yaml_and_checked_against_the_training_config():
             experiment.parse_settings(bad)
 
 
-def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2)):
+def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2), data="abc"):
     per_seed = [{"seed": seed, "map_roc_auc": auc} for seed, auc in zip(seeds, map_aucs)]
-    return {"tag": tag, "per_seed": per_seed, "machine": {"cpu_model": cpu},
+    return {"tag": tag, "per_seed": per_seed, "machine": {"cpu_model": cpu}, "data_manifest_sha256": data,
+            "profile": "full",
             "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds}}
 
 
@@ -46,6 +47,7 @@ def test_the_verdict_adopts_only_when_every_check_passes():
         "strength-1.5 AUC kept": _record("v", [0.994, 0.995, 0.996], shifted=0.990),
         "training time within 1.25x": _record("v", [0.994, 0.995, 0.996], seconds=260.0),
         "same CPU": _record("v", [0.994, 0.995, 0.996], cpu="CPU B"),
+        "same data and profile": _record("v", [0.994, 0.995, 0.996], data="other"),
     }
     for check, variant in failing.items():
         result = experiment.verdict(experiment.compare(variant, reference))
@@ -76,6 +78,6 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     (row,) = recorded["per_seed"]
     assert set(experiment.CONDITIONS) <= set(row) and 0 <= row["map_roc_auc"] <= 1
     assert set(recorded["map"]) == set(experiment.preprocess.ONE_FACTOR_SHIFTS)
-    assert recorded["verdict"]["checks"]["same CPU"] is True
+    assert recorded["verdict"]["checks"]["same CPU"] is recorded["verdict"]["checks"]["same data and profile"] is True
     assert (tmp_path / "models" / "experiments" / "smoother" / "cnn-seed0.keras").exists()
     assert "against published: paired map AUC gain" in experiment.describe(recorded)
