@@ -35,18 +35,35 @@ def experiments_dir() -> Path:
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``["epochs=40", "augmentation={zoom: 0.3}"]`` -> ``{"epochs": 40, "augmentation": {"zoom": 0.3}}``:
-    each value read as YAML, each key checked against ``train.TrainConfig``."""
+    """``["epochs=40", "learning_rate=2e-3", "augmentation={zoom: 0.3}"]`` -> ``{"epochs": 40, "learning_rate":
+    0.002, "augmentation": {"zoom": 0.3}}``: each value a Python literal, else YAML, checked against the type of
+    the ``train.TrainConfig`` field it sets (YAML alone reads ``2e-3`` as a string)."""
+    import ast
+    from dataclasses import MISSING
+
     import yaml
 
+    fields = train.TrainConfig.__dataclass_fields__
     settings = {}
     for pair in pairs:
-        key, equals, value = pair.partition("=")
+        key, equals, text = pair.partition("=")
         if not equals or not key:
             raise ValueError(f"a setting is KEY=VALUE, not {pair!r}")
-        if key not in train.TrainConfig.__dataclass_fields__ or key in ("name", "balance"):
+        if key not in fields or key in ("name", "balance"):
             raise ValueError(f"{key!r} is not a setting of the CNN (see train.TrainConfig)")
-        settings[key] = yaml.safe_load(value)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = yaml.safe_load(text)
+        field = fields[key]
+        default = field.default if field.default is not MISSING else field.default_factory()
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if default is not None and value is not None and not isinstance(value, type(default)):
+            raise ValueError(f"{key} takes a {type(default).__name__}, not {value!r}")
+        settings[key] = value
     return settings
 
 

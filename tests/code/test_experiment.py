@@ -9,11 +9,14 @@ import pytest
 from pneumonia import config, experiment
 
 
-def test_settings_are_read_as_yaml_and_checked_against_the_training_config():
-    assert experiment.parse_settings(["epochs=40", "ema_momentum=0.999", "augmentation={zoom: 0.3}",
-                                      "step_schedule=null"]) == {
-        "epochs": 40, "ema_momentum": 0.999, "augmentation": {"zoom": 0.3}, "step_schedule": None}
-    for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=smote"], ["name=other"]):
+def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_config():
+    assert experiment.parse_settings(["epochs=40", "learning_rate=2e-3", "ema_momentum=0.999", "dropout=1",
+                                      "augmentation={zoom: 0.3}", "step_schedule=null", "filters=[8, 16]",
+                                      "antialias=true"]) == {
+        "epochs": 40, "learning_rate": 0.002, "ema_momentum": 0.999, "dropout": 1.0, "augmentation": {"zoom": 0.3},
+        "step_schedule": None, "filters": (8, 16), "antialias": True}
+    for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=smote"], ["name=other"], ["epochs=forty"],
+                ["learning_rate=fast"], ["augmentation=0.3"]):
         with pytest.raises(ValueError):
             experiment.parse_settings(bad)
 
