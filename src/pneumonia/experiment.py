@@ -125,7 +125,8 @@ def compare(variant: dict, reference: dict) -> dict:
         "validation_roc_auc_change": ours["validation_roc_auc"] - theirs["validation_roc_auc"],
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
-        "same_machine": variant["machine"].get("cpu_model") == reference["machine"].get("cpu_model"),
+        "same_machine": all(variant["machine"].get(key) == reference["machine"].get(key)
+                            for key in ("cpu_model", "vector_extensions")),
         "same_data": all(variant.get(key) == reference.get(key) for key in ("data_manifest_sha256", "profile")),
     }
 
