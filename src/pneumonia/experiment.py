@@ -99,12 +99,9 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
     for row in per_seed:
         row["map_roc_auc"] = float(by_seed.loc[row["seed"], "roc_auc"])
         row["map_balanced_accuracy"] = float(by_seed.loc[row["seed"], "balanced_accuracy"])
-    summary = evaluate.summarize_seeds(
-        [{"map_roc_auc": r["map_roc_auc"], "map_balanced_accuracy": r["map_balanced_accuracy"],
-          "threshold": r["threshold"], "train_seconds": r["train_seconds"],
-          **{f"{c}_{m}": r[c][m] for c in CONDITIONS for m in evaluate.HEADLINE}} for r in per_seed],
-        ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds",
-         *(f"{c}_{m}" for c in CONDITIONS for m in evaluate.HEADLINE)))
+    flat = [{**{key: r[key] for key in ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds")},
+             **{f"{c}_{m}": r[c][m] for c in CONDITIONS for m in evaluate.HEADLINE}} for r in per_seed]
+    summary = evaluate.summarize_seeds(flat, tuple(flat[0]))
     changes = changed.groupby("shift", sort=False)[list(evaluate.HEADLINE)].mean().round(4).to_dict("index")
     return {"per_seed": per_seed, "summary": summary, "ensemble": ensemble, "map": changes}
 
