@@ -6,6 +6,7 @@ schedule and the decision threshold all follow validation; the official test spl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -39,6 +40,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     label_smoothing: float = 0.0
     ema_momentum: float | None = None  # e.g. 0.99: validate, keep and publish a moving average of the weights
+    bn_refresh_batches: int = 0  # > 0: before each validation, BatchNorm statistics recomputed for the averaged weights
     intensity: str = "none"  # per-image normalisation before the model: one of preprocess.INTENSITY_METHODS
     balance: str = "class_weight"  # "class_weight", "smote" or "none"
     augmentation: dict = field(default_factory=dict)
@@ -102,7 +104,12 @@ def step_decay(initial_rate: float, factor: float = 0.5, every: int = 5):
     return keras.callbacks.LearningRateScheduler(lambda epoch: initial_rate * factor ** (epoch // every))
 
 
-def make_callbacks(run: TrainConfig, checkpoint: Path, log: Path) -> list:
+def make_callbacks(run: TrainConfig, checkpoint: Path, log: Path, refresh_batches=None) -> list:
+    """Early stopping, checkpoint, log and learning-rate callbacks; the weight average's first.
+
+    ``refresh_batches``: training batches (unaugmented, scaled as for ``fit``; the training model
+    augments them) for ``run.bn_refresh_batches``.
+    """
     import keras
 
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -120,14 +127,87 @@ def make_callbacks(run: TrainConfig, checkpoint: Path, log: Path) -> list:
         )
     # First, so that validation, early stopping (and the weights it restores) and the checkpoint
     # all see the averaged weights rather than the last step's.
-    return weight_average_callbacks(run) + callbacks
+    return weight_average_callbacks(run, refresh_batches) + callbacks
 
 
-def weight_average_callbacks(run: TrainConfig) -> list:
-    """With ``run.ema_momentum``: the callback that puts the averaged weights in place at each epoch's end."""
+def weight_average_callbacks(run: TrainConfig, refresh_batches=None) -> list:
+    """With ``run.ema_momentum``: the callback that puts the averaged weights in place at each epoch's end,
+    and with ``run.bn_refresh_batches`` the one that recomputes BatchNorm's statistics for them."""
     import keras
 
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if run.ema_momentum is not None else []
+    if run.ema_momentum is None:
+        if run.bn_refresh_batches:
+            raise ValueError("bn_refresh_batches needs ema_momentum: it refreshes the averaged weights' statistics")
+        return []
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+    if run.bn_refresh_batches:
+        if refresh_batches is None:
+            raise ValueError("bn_refresh_batches needs training batches to recompute the statistics on")
+        callbacks.append(BatchNormRefresh(refresh_batches, run.bn_refresh_batches))
+    return callbacks
+
+
+def batchnorm_layers(model) -> list:
+    import keras
+
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@functools.cache
+def _batchnorm_refresh_class():
+    """``BatchNormRefresh``, defined on first use so that importing this module does not import Keras."""
+    import keras
+
+    class BatchNormRefresh(keras.callbacks.Callback):
+        """BatchNorm statistics that belong to the averaged weights (SWA's ``bn_update``, Izmailov et al. 2018).
+
+        Adam's weight average covers the trainable weights only: the moving statistics that validate it
+        were collected for the raw weights of the last steps. Placed after ``SwapEMAWeights``, this
+        callback recomputes them before each validation, with the averaged weights in place, as the
+        plain mean over ``steps`` augmented training batches, so that validation, early stopping and
+        the checkpoint see a consistent network. The raw statistics return for the next epoch's
+        training, and the random generators (augmentation, dropout) are put back where they were, so
+        the refresh draws nothing from training's random stream.
+        """
+
+        def __init__(self, batches, steps: int):
+            super().__init__()
+            self.batches = iter(batches)
+            self.steps = int(steps)
+            self._raw_statistics = None
+
+        def on_test_begin(self, logs=None):
+            layers = batchnorm_layers(self.model)
+            statistics = [(layer.moving_mean, layer.moving_variance) for layer in layers]
+            refreshed = {id(variable) for pair in statistics for variable in pair}
+            others = [v for v in self.model.non_trainable_variables if id(v) not in refreshed]
+            other_values = [v.numpy() for v in others]
+            self._raw_statistics = [(mean.numpy(), variance.numpy()) for mean, variance in statistics]
+            momenta = [layer.momentum for layer in layers]
+            try:
+                for step in range(self.steps):
+                    for layer in layers:
+                        layer.momentum = step / (step + 1)  # a running mean: the first batch replaces, the rest average
+                    self.model(next(self.batches)[0], training=True)
+            finally:
+                for layer, momentum in zip(layers, momenta):
+                    layer.momentum = momentum
+                for variable, value in zip(others, other_values):
+                    variable.assign(value)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self._raw_statistics is not None:
+                for layer, (mean, variance) in zip(batchnorm_layers(self.model), self._raw_statistics):
+                    layer.moving_mean.assign(mean)
+                    layer.moving_variance.assign(variance)
+                self._raw_statistics = None
+
+    return BatchNormRefresh
+
+
+def BatchNormRefresh(batches, steps: int):  # noqa: N802 (a class, built lazily)
+    return _batchnorm_refresh_class()(batches, steps)
 
 
 def library_versions() -> dict:
@@ -248,6 +328,8 @@ def train_one(
         raise ValueError(f"balance must be class_weight, smote or none, not {run.balance!r}")
 
     train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed)
+    refresh_data = training_batches(train_images, train_labels, run.batch_size, seed + 1)[0] \
+        if run.bn_refresh_batches else None
     val_data = preprocess.make_dataset(val_images, val_labels, run.batch_size)
 
     model = build_cnn(run)
@@ -264,7 +346,8 @@ def train_one(
         epochs=run.epochs,
         class_weight=class_weight,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=make_callbacks(run, models_dir / "checkpoints" / f"{stem}.keras", logs_dir / f"{stem}.csv"),
+        callbacks=make_callbacks(run, models_dir / "checkpoints" / f"{stem}.keras", logs_dir / f"{stem}.csv",
+                                 refresh_batches=refresh_data),
         verbose=run.verbose,
     )
     seconds = time.perf_counter() - started

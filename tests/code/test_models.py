@@ -58,14 +58,15 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert saved.layers[1].name == "block1_conv" and "augmentation" not in [layer.name for layer in saved.layers]
 
 
-@pytest.mark.parametrize("ema_momentum", [None, 0.9])
-def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum, tmp_path):
+@pytest.mark.parametrize(("ema_momentum", "bn_refresh_batches"), [(None, 0), (0.9, 0), (0.9, 3)])
+def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum, bn_refresh_batches, tmp_path):
     rng = np.random.default_rng(1)
     images = rng.integers(0, 60, (48, 32, 32, 1), dtype=np.uint8)
     labels = np.array([0, 1] * 24, dtype=np.int32)
     images[labels == 1, 8:24, 8:24] += 150
     run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=4, batch_size=8, verbose=0,
-                            augmentation={"rotation": 0.05}, label_smoothing=0.1, ema_momentum=ema_momentum)
+                            augmentation={"rotation": 0.05}, label_smoothing=0.1, ema_momentum=ema_momentum,
+                            bn_refresh_batches=bn_refresh_batches)
     val_images, val_labels = images[::3], labels[::3]
     train.train_one(run, 0, images, labels, val_images, val_labels, "hash", tmp_path / "m", tmp_path / "l")
     best_val_loss = pd.read_csv(tmp_path / "l" / "tiny-seed0.csv")["val_loss"].min()
@@ -76,6 +77,40 @@ def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum,
     assert model.optimizer.use_ema == (ema_momentum is not None) and model.loss.label_smoothing == 0.1
     loss = model.evaluate(val_images.astype(np.float32) / 255, val_labels.astype(np.float32), verbose=0)[0]
     assert loss == pytest.approx(best_val_loss, abs=1e-4)
+
+
+def test_batchnorm_refresh_averages_training_batches_then_gives_training_its_statistics_back():
+    inputs = keras.Input((4, 4, 1))
+    augmented = keras.layers.RandomTranslation(0.1, 0.1, seed=3)(inputs)  # draws from a seed generator
+    normalized = keras.layers.BatchNormalization(momentum=0.9)(augmented)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(normalized)))
+    layer = train.batchnorm_layers(model)[0]
+    layer.moving_mean.assign([5.0])
+    generators = [v for v in model.non_trainable_variables if "seed" in v.path]
+    assert generators
+    before = [v.numpy().copy() for v in generators]
+    batches = [(np.full((2, 4, 4, 1), value, np.float32), np.zeros(2)) for value in (1.0, 2.0, 6.0, 100.0)]
+    refresh = train.BatchNormRefresh(batches, steps=3)
+    refresh.set_model(model)
+
+    refresh.on_test_begin()
+    # the plain mean of three constant batches (a constant image survives the translation)
+    assert float(layer.moving_mean[0]) == pytest.approx(3.0, abs=1e-5)
+    assert float(layer.moving_variance[0]) == pytest.approx(0.0, abs=1e-5)
+    assert layer.momentum == 0.9
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(generators, before))
+    refresh.on_epoch_begin(1)
+    assert float(layer.moving_mean[0]) == pytest.approx(5.0)
+
+
+def test_batchnorm_refresh_is_a_weight_average_option():
+    assert train.weight_average_callbacks(train.TrainConfig()) == []
+    with pytest.raises(ValueError, match="ema_momentum"):
+        train.weight_average_callbacks(train.TrainConfig(bn_refresh_batches=4))
+    with pytest.raises(ValueError, match="training batches"):
+        train.weight_average_callbacks(train.TrainConfig(ema_momentum=0.99, bn_refresh_batches=4))
+    callbacks = train.weight_average_callbacks(train.TrainConfig(ema_momentum=0.99, bn_refresh_batches=4), [])
+    assert [type(c).__name__ for c in callbacks] == ["SwapEMAWeights", "BatchNormRefresh"]
 
 
 def test_training_model_augments_in_training_only_and_trains_the_model_itself():
