@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     experiment.add_argument("--profile", choices=["full", "smoke"], default="full")
     experiment.add_argument("--against", default="published", help="the recorded run to compare with (same seeds)")
+    experiment.add_argument("--judge", action="store_true",
+                            help="train nothing: judge the recorded run again by the current rule")
 
     predict = commands.add_parser("predict", help="predict PNEUMONIA / NORMAL for image files or folders")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -131,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "experiment":
             from pneumonia import experiment
 
-            settings = experiment.parse_settings(args.settings)
-            print(experiment.describe(experiment.run(args.tag, settings, args.seeds, args.profile,
-                                                     against=args.against)))
+            if args.judge:
+                print(experiment.describe(experiment.judge(args.tag, args.against)))
+            else:
+                settings = experiment.parse_settings(args.settings)
+                print(experiment.describe(experiment.run(args.tag, settings, args.seeds, args.profile,
+                                                         against=args.against)))
         elif args.command == "bench":
             from pneumonia import bench
 

@@ -21,8 +21,10 @@ def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_
             experiment.parse_settings(bad)
 
 
-def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2), data="abc"):
-    per_seed = [{"seed": seed, "map_roc_auc": auc} for seed, auc in zip(seeds, map_aucs)]
+def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2), data="abc",
+            epochs=20):
+    per_seed = [{"seed": seed, "map_roc_auc": auc, "train_seconds": seconds, "epochs_run": epochs}
+                for seed, auc in zip(seeds, map_aucs)]
     return {"tag": tag, "per_seed": per_seed, "machine": {"cpu_model": cpu}, "data_manifest_sha256": data,
             "profile": "full",
             "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds}}
@@ -48,10 +50,14 @@ def test_the_verdict_adopts_only_when_every_check_passes():
         "gain above 0.002": _record("v", [0.9911, 0.9921, 0.9931]),  # steady, +0.0011
         "clean validation AUC kept": _record("v", [0.994, 0.995, 0.996], clean=0.994),
         "strength-1.5 AUC kept": _record("v", [0.994, 0.995, 0.996], shifted=0.990),
-        "training time within 1.25x": _record("v", [0.994, 0.995, 0.996], seconds=260.0),
+        "epoch time within 1.25x": _record("v", [0.994, 0.995, 0.996], seconds=260.0),
         "same CPU": _record("v", [0.994, 0.995, 0.996], cpu="CPU B"),
         "same data and profile": _record("v", [0.994, 0.995, 0.996], data="other"),
     }
+    # early stopping can hide a slower network: fewer epochs, the same total time, each epoch 1.5x as long
+    hidden = experiment.compare(_record("v", [0.994, 0.995, 0.996], seconds=200.0, epochs=12), reference)
+    assert hidden["train_seconds_ratio"] == pytest.approx(1.0) and hidden["epoch_seconds_ratio"] == pytest.approx(20 / 12)
+    assert experiment.verdict(hidden)["checks"]["epoch time within 1.25x"] is False
     for check, variant in failing.items():
         result = experiment.verdict(experiment.compare(variant, reference))
         assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [check]
@@ -84,3 +90,21 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     assert recorded["verdict"]["checks"]["same CPU"] is recorded["verdict"]["checks"]["same data and profile"] is True
     assert (tmp_path / "models" / "experiments" / "smoother" / "cnn-seed0.keras").exists()
     assert "against published: paired map AUC gain" in experiment.describe(recorded)
+
+
+def test_judge_applies_the_current_rule_to_a_recorded_run_without_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path)
+    folder = experiment.experiments_dir()
+    folder.mkdir(parents=True)
+    reference = _record("published", [0.990, 0.991, 0.992])
+    stale = {**_record("v", [0.994, 0.995, 0.996], seconds=200.0, epochs=12),
+             "verdict": {"adopt": True, "checks": {"training time within 1.25x": True}}}
+    (folder / "published.json").write_text(json.dumps(reference))
+    (folder / "v.json").write_text(json.dumps(stale))
+
+    judged = experiment.judge("v")
+    assert judged["verdict"]["adopt"] is False  # each epoch took 20/12 as long
+    assert json.loads((folder / "v.json").read_text())["verdict"] == judged["verdict"]
+    assert set(judged["verdict"]["checks"]) == set(experiment.verdict(judged["comparison"])["checks"])
+    with pytest.raises(ValueError, match="reference"):
+        experiment.judge("published")
