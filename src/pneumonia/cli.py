@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     experiment = commands.add_parser(
         "experiment", help="train a variant of notebook 04's CNN and judge it on validation (reports/experiments/)")
     experiment.add_argument("tag", help="the run's name; 'published' is notebook 04's configuration as it is")
-    experiment.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
+    # "extend": a repeated --set adds to the settings; "store" would keep only the last one's.
+    experiment.add_argument("--set", dest="settings", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                             help="change TrainConfig settings, e.g. epochs=40 'augmentation={zoom: 0.3}'")
     experiment.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     experiment.add_argument("--profile", choices=["full", "smoke"], default="full")

@@ -63,6 +63,17 @@ def test_the_verdict_adopts_only_when_every_check_passes():
         assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [check]
 
 
+def test_every_set_option_on_the_command_line_reaches_the_run(monkeypatch):
+    from pneumonia import cli
+
+    received = {}
+    monkeypatch.setattr(experiment, "run", lambda tag, settings, *args, **kwargs: received.update(settings) or {})
+    monkeypatch.setattr(experiment, "describe", lambda record: "")
+    cli.main(["experiment", "variant", "--set", "ema_momentum=0.999", "--set", "bn_refresh_batches=32",
+              "epochs=30"])
+    assert received == {"ema_momentum": 0.999, "bn_refresh_batches": 32, "epochs": 30}
+
+
 def test_published_takes_no_settings():
     with pytest.raises(ValueError, match="another tag"):
         experiment.run(experiment.PUBLISHED, {"epochs": 2})
