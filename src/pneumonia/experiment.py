@@ -184,10 +184,15 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
               **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0))}
     reference = experiments_dir() / f"{against}.json"
     if against and against != tag and reference.exists():
-        record["comparison"] = compare(record, json.loads(reference.read_text()))
-        record["verdict"] = verdict(record["comparison"])
+        _judge_against(record, json.loads(reference.read_text()))
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record
+
+
+def _judge_against(record: dict, reference: dict) -> None:
+    """Set ``record``'s comparison with ``reference`` and the rule's verdict, as ``run`` and ``judge`` both do."""
+    record["comparison"] = compare(record, reference)
+    record["verdict"] = verdict(record["comparison"])
 
 
 def judge(tag: str, against: str = PUBLISHED) -> dict:
@@ -197,8 +202,7 @@ def judge(tag: str, against: str = PUBLISHED) -> dict:
     record = json.loads(path.read_text())
     if tag == against:
         raise ValueError(f"{tag!r} is the reference; judge a variant against it")
-    record["comparison"] = compare(record, json.loads((experiments_dir() / f"{against}.json").read_text()))
-    record["verdict"] = verdict(record["comparison"])
+    _judge_against(record, json.loads((experiments_dir() / f"{against}.json").read_text()))
     reporting.write_json(path, record)
     return record
 
