@@ -165,6 +165,14 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     settings = settings or {}
     if tag == PUBLISHED and settings:
         raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
+    reference = experiments_dir() / f"{against}.json" if against and against != tag else None
+    if reference is not None and reference.exists():
+        reference_seeds = [row["seed"] for row in json.loads(reference.read_text())["per_seed"]]
+        if not set(seeds) <= set(reference_seeds):
+            # Checked before training: the comparison would otherwise fail after the seeds had been trained.
+            raise ValueError(f"{against!r} was trained on seeds {reference_seeds}, not {list(seeds)}: a paired "
+                             f"comparison needs the same seeds. Train a reference on them first (no settings, "
+                             f"--against none) and compare with it (--against)")
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
     splits = split.read_splits(splits_csv, data)
@@ -182,8 +190,7 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     record = {"tag": tag, "settings": settings, "profile": profile, "config": asdict(run_config),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
               **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0))}
-    reference = experiments_dir() / f"{against}.json"
-    if against and against != tag and reference.exists():
+    if reference is not None and reference.exists():
         _judge_against(record, json.loads(reference.read_text()))
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record

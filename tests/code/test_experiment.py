@@ -74,6 +74,16 @@ def test_every_set_option_on_the_command_line_reaches_the_run(monkeypatch):
     assert received == {"ema_momentum": 0.999, "bn_refresh_batches": 32, "epochs": 30}
 
 
+def test_a_reference_without_the_runs_seeds_is_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
+    (tmp_path / "reports" / "experiments").mkdir(parents=True)
+    (tmp_path / "reports" / "experiments" / "published.json").write_text(
+        json.dumps({"tag": "published", "per_seed": [{"seed": 0}, {"seed": 1}, {"seed": 2}]}))
+    monkeypatch.setattr(experiment.split, "read_splits", lambda *args: pytest.fail("read data before the check"))
+    with pytest.raises(ValueError, match=r"seeds \[0, 1, 2\], not \[3, 4, 5\]"):
+        experiment.run("fresh", {}, seeds=(3, 4, 5))
+
+
 def test_published_takes_no_settings():
     with pytest.raises(ValueError, match="another tag"):
         experiment.run(experiment.PUBLISHED, {"epochs": 2})
