@@ -205,11 +205,14 @@ def _judge_against(record: dict, reference: dict) -> None:
 def judge(tag: str, against: str = PUBLISHED) -> dict:
     """Compare the recorded ``tag`` with the recorded ``against`` again, by the current rule, and rewrite
     its record: a rule's later checks apply to earlier runs without training them again."""
-    path = experiments_dir() / f"{tag}.json"
+    if not against or tag == against:
+        raise ValueError(f"judging {tag!r} needs another recorded run to compare with (--against)")
+    path, reference = experiments_dir() / f"{tag}.json", experiments_dir() / f"{against}.json"
+    for name, recorded in ((tag, path), (against, reference)):
+        if not recorded.exists():
+            raise ValueError(f"no recorded run {name!r} in {experiments_dir()}")
     record = json.loads(path.read_text())
-    if tag == against:
-        raise ValueError(f"{tag!r} is the reference; judge a variant against it")
-    _judge_against(record, json.loads((experiments_dir() / f"{against}.json").read_text()))
+    _judge_against(record, json.loads(reference.read_text()))
     reporting.write_json(path, record)
     return record
 

@@ -127,5 +127,9 @@ def test_judge_applies_the_current_rule_to_a_recorded_run_without_training(tmp_p
     assert judged["verdict"]["adopt"] is False  # each epoch took 20/12 as long
     assert json.loads((folder / "v.json").read_text())["verdict"] == judged["verdict"]
     assert set(judged["verdict"]["checks"]) == set(experiment.verdict(judged["comparison"])["checks"])
-    with pytest.raises(ValueError, match="reference"):
+    with pytest.raises(ValueError, match="another recorded run"):
         experiment.judge("published")
+    with pytest.raises(ValueError, match="another recorded run"):
+        experiment.judge("v", against=None)
+    with pytest.raises(ValueError, match="no recorded run 'missing'"):
+        experiment.judge("v", against="missing")
