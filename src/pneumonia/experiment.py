@@ -106,10 +106,16 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
     return {"per_seed": per_seed, "summary": summary, "ensemble": ensemble, "map": changes}
 
 
+def missing_seeds(seeds, reference: dict) -> list[int]:
+    """The ``seeds`` that the recorded ``reference`` was not trained on: a paired comparison needs none."""
+    recorded = {row["seed"] for row in reference["per_seed"]}
+    return [seed for seed in seeds if seed not in recorded]
+
+
 def compare(variant: dict, reference: dict) -> dict:
     """Seed by seed, the variant's map ROC AUC minus the reference's, and the guards' differences."""
     reference_seeds = {row["seed"]: row for row in reference["per_seed"]}
-    missing = [row["seed"] for row in variant["per_seed"] if row["seed"] not in reference_seeds]
+    missing = missing_seeds([row["seed"] for row in variant["per_seed"]], reference)
     if missing:
         raise ValueError(f"the reference has no seed {missing}: a paired comparison needs the same seeds")
     gains = [row["map_roc_auc"] - reference_seeds[row["seed"]]["map_roc_auc"] for row in variant["per_seed"]]
@@ -165,14 +171,14 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     settings = settings or {}
     if tag == PUBLISHED and settings:
         raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
-    reference = experiments_dir() / f"{against}.json" if against and against != tag else None
-    if reference is not None and reference.exists():
-        reference_seeds = [row["seed"] for row in json.loads(reference.read_text())["per_seed"]]
-        if not set(seeds) <= set(reference_seeds):
-            # Checked before training: the comparison would otherwise fail after the seeds had been trained.
-            raise ValueError(f"{against!r} was trained on seeds {reference_seeds}, not {list(seeds)}: a paired "
-                             f"comparison needs the same seeds. Train a reference on them first (no settings, "
-                             f"--against none) and compare with it (--against)")
+    reference_path = experiments_dir() / f"{against}.json"
+    compared = against and against != tag and reference_path.exists()
+    reference = json.loads(reference_path.read_text()) if compared else None
+    if reference is not None and missing_seeds(seeds, reference):
+        # Checked before training: the comparison would otherwise fail after the seeds had been trained.
+        raise ValueError(f"{against!r} was trained on seeds {[row['seed'] for row in reference['per_seed']]}, not "
+                         f"{list(seeds)}: a paired comparison needs the same seeds. Train a reference on them first "
+                         f"(no settings, --against none) and compare with it (--against)")
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
     splits = split.read_splits(splits_csv, data)
@@ -190,8 +196,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     record = {"tag": tag, "settings": settings, "profile": profile, "config": asdict(run_config),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
               **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0))}
-    if reference is not None and reference.exists():
-        _judge_against(record, json.loads(reference.read_text()))
+    if reference is not None:
+        _judge_against(record, reference)
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record
 
