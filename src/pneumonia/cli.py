@@ -65,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="change TrainConfig settings, e.g. epochs=40 'augmentation={zoom: 0.3}'")
     experiment.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     experiment.add_argument("--profile", choices=["full", "smoke"], default="full")
-    experiment.add_argument("--against", default="published", type=lambda text: None if text == "none" else text,
-                            help="the recorded run to compare with (same seeds); 'none' compares with nothing")
+    experiment.add_argument("--against", nargs="+", default=["published"],
+                            type=lambda text: None if text == "none" else text,
+                            help="the recorded run to compare with (same seeds), or several pooled (e.g. published "
+                                 "published-seeds345 for seeds 0-5); 'none' compares with nothing")
     experiment.add_argument("--judge", action="store_true",
                             help="train nothing: judge the recorded run again by the current rule")
 

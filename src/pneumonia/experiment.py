@@ -6,6 +6,8 @@ numbers, so that a row can be regenerated and a new one added with one command::
 
     pneumonia experiment published                    # notebook 04's configuration, seeds 0-2
     pneumonia experiment longer --set epochs=40       # the same with one setting changed
+    pneumonia experiment oversample --set balance=oversample --seeds 0 1 2 3 4 5 \
+        --against published published-seeds345        # six seeds, against two reference runs pooled
 
 Each run trains the seeds (models under ``models/experiments/TAG/``), scores every seed at its own
 validation threshold on validation, on two simulated-shift copies of it (seeds 1 and 3, strengths 1
@@ -49,7 +51,7 @@ def parse_settings(pairs: list[str]) -> dict:
         key, equals, text = pair.partition("=")
         if not equals or not key:
             raise ValueError(f"a setting is KEY=VALUE, not {pair!r}")
-        if key not in fields or key in ("name", "balance"):
+        if key not in fields or key == "name":
             raise ValueError(f"{key!r} is not a setting of the CNN (see train.TrainConfig)")
         try:
             value = ast.literal_eval(text)
@@ -63,6 +65,8 @@ def parse_settings(pairs: list[str]) -> dict:
             value = tuple(value)
         if default is not None and value is not None and not isinstance(value, type(default)):
             raise ValueError(f"{key} takes a {type(default).__name__}, not {value!r}")
+        if key == "balance" and value not in train.BALANCE_METHODS:
+            raise ValueError(f"balance is one of {', '.join(train.BALANCE_METHODS)}, not {value!r}")
         settings[key] = value
     return settings
 
@@ -99,11 +103,39 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
     for row in per_seed:
         row["map_roc_auc"] = float(by_seed.loc[row["seed"], "roc_auc"])
         row["map_balanced_accuracy"] = float(by_seed.loc[row["seed"], "balanced_accuracy"])
+    changes = changed.groupby("shift", sort=False)[list(evaluate.HEADLINE)].mean().round(4).to_dict("index")
+    return {"per_seed": per_seed, "summary": summarize(per_seed), "ensemble": ensemble, "map": changes}
+
+
+def summarize(per_seed: list[dict]) -> dict:
+    """Mean and standard deviation over the seeds of each scored row's numbers."""
     flat = [{**{key: r[key] for key in ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds")},
              **{f"{c}_{m}": r[c][m] for c in CONDITIONS for m in evaluate.HEADLINE}} for r in per_seed]
-    summary = evaluate.summarize_seeds(flat, tuple(flat[0]))
-    changes = changed.groupby("shift", sort=False)[list(evaluate.HEADLINE)].mean().round(4).to_dict("index")
-    return {"per_seed": per_seed, "summary": summary, "ensemble": ensemble, "map": changes}
+    return evaluate.summarize_seeds(flat, tuple(flat[0]))
+
+
+def pool(records: list[dict]) -> dict:
+    """Recorded runs of one configuration on different seeds, as one reference: ``published`` on seeds
+    0-2 and ``published-seeds345`` on 3-5 make a six-seed reference. They must share CPU, data and profile."""
+    if len(records) == 1:
+        return records[0]
+    first = records[0]
+    for record in records[1:]:
+        if record["settings"] != first["settings"] or not all(same_conditions(record, first)):
+            raise ValueError(f"{record['tag']!r} and {first['tag']!r} differ in settings, CPU, data or profile: "
+                             "they cannot be pooled")
+    per_seed = [row for record in records for row in record["per_seed"]]
+    seeds = [row["seed"] for row in per_seed]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"the runs {[r['tag'] for r in records]} share seeds: each seed must come from one run")
+    return {**{key: first[key] for key in ("settings", "profile", "data_manifest_sha256", "machine")},
+            "tag": "+".join(record["tag"] for record in records), "per_seed": per_seed, "summary": summarize(per_seed)}
+
+
+def same_conditions(record: dict, other: dict) -> tuple[bool, bool]:
+    """Whether two records were trained on the same CPU, and on the same data and profile."""
+    return (all(record["machine"].get(key) == other["machine"].get(key) for key in ("cpu_model", "vector_extensions")),
+            all(record.get(key) == other.get(key) for key in ("data_manifest_sha256", "profile")))
 
 
 def missing_seeds(seeds, reference: dict) -> list[int]:
@@ -129,9 +161,8 @@ def compare(variant: dict, reference: dict) -> dict:
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
         "epoch_seconds_ratio": epoch_seconds(variant) / epoch_seconds(reference),
-        "same_machine": all(variant["machine"].get(key) == reference["machine"].get(key)
-                            for key in ("cpu_model", "vector_extensions")),
-        "same_data": all(variant.get(key) == reference.get(key) for key in ("data_manifest_sha256", "profile")),
+        "same_machine": same_conditions(variant, reference)[0],
+        "same_data": same_conditions(variant, reference)[1],
     }
 
 
@@ -161,9 +192,11 @@ def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002,
 
 
 def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = "full",
-        data: Path | str | None = None, splits_csv: Path | str | None = None, against: str | None = PUBLISHED) -> dict:
+        data: Path | str | None = None, splits_csv: Path | str | None = None,
+        against: str | list[str] | None = PUBLISHED) -> dict:
     """Train ``tag`` (notebook 04's configuration with ``settings`` changed) over ``seeds``, score it and
-    write ``reports/experiments/TAG.json``; with a recorded ``against`` run, add the comparison and verdict."""
+    write ``reports/experiments/TAG.json``; against the recorded ``against`` run (or runs, pooled), add
+    the comparison and verdict."""
     from pneumonia import data as dataset
     from pneumonia.models import load_model
     from pneumonia.reproduce import notebook_parameters
@@ -171,14 +204,12 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     settings = settings or {}
     if tag == PUBLISHED and settings:
         raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
-    reference_path = experiments_dir() / f"{against}.json"
-    compared = against and against != tag and reference_path.exists()
-    reference = json.loads(reference_path.read_text()) if compared else None
+    reference = load_reference(against, tag)
     if reference is not None and missing_seeds(seeds, reference):
         # Checked before training: the comparison would otherwise fail after the seeds had been trained.
-        raise ValueError(f"{against!r} was trained on seeds {[row['seed'] for row in reference['per_seed']]}, not "
-                         f"{list(seeds)}: a paired comparison needs the same seeds. Train a reference on them first "
-                         f"(no settings, --against none) and compare with it (--against)")
+        raise ValueError(f"{reference['tag']!r} was trained on seeds {[row['seed'] for row in reference['per_seed']]}, "
+                         f"not {list(seeds)}: a paired comparison needs the same seeds. Train a reference on them first "
+                         f"(no settings, --against none) and compare with it (--against, several runs pooled)")
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
     splits = split.read_splits(splits_csv, data)
@@ -208,17 +239,28 @@ def _judge_against(record: dict, reference: dict) -> None:
     record["verdict"] = verdict(record["comparison"])
 
 
-def judge(tag: str, against: str = PUBLISHED) -> dict:
+def load_reference(against: str | list[str] | None, tag: str) -> dict | None:
+    """The recorded run that ``against`` names, or its runs pooled (:func:`pool`); None when it names
+    none but ``tag`` itself. A named run that was never recorded is an error, before anything trains."""
+    tags = [against] if isinstance(against, str) else [name for name in against or () if name]
+    tags = [name for name in tags if name != tag]
+    for name in tags:
+        if not (experiments_dir() / f"{name}.json").exists():
+            raise ValueError(f"no recorded run {name!r} in {experiments_dir()}: train it first, or --against none")
+    return pool([json.loads((experiments_dir() / f"{name}.json").read_text()) for name in tags]) if tags else None
+
+
+def judge(tag: str, against: str | list[str] | None = PUBLISHED) -> dict:
     """Compare the recorded ``tag`` with the recorded ``against`` again, by the current rule, and rewrite
     its record: a rule's later checks apply to earlier runs without training them again."""
-    if not against or tag == against:
+    path = experiments_dir() / f"{tag}.json"
+    if not path.exists():
+        raise ValueError(f"no recorded run {tag!r} in {experiments_dir()}")
+    reference = load_reference(against, tag)
+    if reference is None:
         raise ValueError(f"judging {tag!r} needs another recorded run to compare with (--against)")
-    path, reference = experiments_dir() / f"{tag}.json", experiments_dir() / f"{against}.json"
-    for name, recorded in ((tag, path), (against, reference)):
-        if not recorded.exists():
-            raise ValueError(f"no recorded run {name!r} in {experiments_dir()}")
     record = json.loads(path.read_text())
-    _judge_against(record, json.loads(reference.read_text()))
+    _judge_against(record, reference)
     reporting.write_json(path, record)
     return record
 

@@ -173,6 +173,21 @@ def smote_oversample(images: np.ndarray, labels: np.ndarray, seed: int = 0, k_ne
     return resampled, resampled_labels.astype(np.int32), is_synthetic
 
 
+def random_oversample(images: np.ndarray, labels: np.ndarray, seed: int = 0):
+    """Balance the classes by repeating randomly drawn images of the smaller one (imbalanced-learn's
+    ``RandomOverSampler``); augmentation makes each repeat a different view. Training split only.
+
+    Returns ``(images, labels, is_copy)``; originals come first, in their order.
+    """
+    from imblearn.over_sampling import RandomOverSampler
+
+    sampler = RandomOverSampler(random_state=seed)
+    indices, resampled_labels = sampler.fit_resample(np.arange(len(labels)).reshape(-1, 1), labels)
+    indices = indices.ravel()
+    is_copy = np.arange(len(indices)) >= len(labels)
+    return images[indices], resampled_labels.astype(np.int32), is_copy
+
+
 def make_augmentation(
     rotation: float = 0.0,
     shift: float = 0.0,

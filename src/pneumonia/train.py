@@ -42,7 +42,7 @@ class TrainConfig:
     ema_momentum: float | None = None  # e.g. 0.99: validate, keep and publish a moving average of the weights
     bn_refresh_batches: int = 0  # > 0: before each validation, BatchNorm statistics recomputed for the averaged weights
     intensity: str = "none"  # per-image normalisation before the model: one of preprocess.INTENSITY_METHODS
-    balance: str = "class_weight"  # "class_weight", "smote" or "none"
+    balance: str = "class_weight"  # one of BALANCE_METHODS
     augmentation: dict = field(default_factory=dict)
     patience: int = 5
     step_schedule: dict | None = None  # e.g. {"factor": 0.5, "every": 5}; None: ReduceLROnPlateau
@@ -50,6 +50,8 @@ class TrainConfig:
     threshold_shift: float = 0.0  # > 0: choose the threshold on validation plus a simulated-shift copy of it
     verbose: int = 2
 
+
+BALANCE_METHODS = ("class_weight", "smote", "oversample", "none")
 
 # Notebook 04 checks robustness on the shifted copy with seed 1; the copy that chooses the threshold
 # must not be the one that checks it.
@@ -331,16 +333,24 @@ def train_one(
     train_images = preprocess.normalize_intensity(train_images, run.intensity)
     val_images = preprocess.normalize_intensity(val_images, run.intensity)
     class_weight = None
-    synthetic = 0
+    synthetic = copies = 0
+    real_images = len(train_labels)
     if run.balance == "smote":
         train_images, train_labels, is_synthetic = preprocess.smote_oversample(train_images, train_labels, seed=seed)
         synthetic = int(is_synthetic.sum())
+    elif run.balance == "oversample":
+        train_images, train_labels, is_copy = preprocess.random_oversample(train_images, train_labels, seed=seed)
+        copies = int(is_copy.sum())
     elif run.balance == "class_weight":
         class_weight = preprocess.class_weights(train_labels)
-    elif run.balance != "none":
-        raise ValueError(f"balance must be class_weight, smote or none, not {run.balance!r}")
+    elif run.balance not in BALANCE_METHODS:
+        raise ValueError(f"balance must be one of {', '.join(BALANCE_METHODS)}, not {run.balance!r}")
 
     train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed)
+    if run.balance == "oversample":
+        # As many steps as the real images make: an epoch costs what a class-weighted one does, and
+        # early stopping's patience counts the same number of steps.
+        steps_per_epoch = math.ceil(real_images / run.batch_size)
     refresh_data = training_batches(train_images, train_labels, run.batch_size, seed + 1)[0] \
         if run.bn_refresh_batches else None
     val_data = preprocess.make_dataset(val_images, val_labels, run.batch_size)
@@ -369,7 +379,7 @@ def train_one(
     return _save(model, run, seed, raw_val_images, val_labels, val_prob, history.history["val_loss"], seconds,
                  dataset_sha256, models_dir, weights="none (trained from scratch)", input_scaling="pixel / 255",
                  extra={"train_images": int(len(train_labels)), "smote_synthetic_images": synthetic,
-                        "class_weight": class_weight})
+                        "oversampled_copies": copies, "class_weight": class_weight})
 
 
 def operating_threshold(predict, val_images: np.ndarray, val_labels: np.ndarray, val_prob: np.ndarray,

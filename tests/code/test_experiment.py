@@ -15,7 +15,8 @@ def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_
                                       "antialias=true"]) == {
         "epochs": 40, "learning_rate": 0.002, "ema_momentum": 0.999, "dropout": 1.0, "augmentation": {"zoom": 0.3},
         "step_schedule": None, "filters": (8, 16), "antialias": True}
-    for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=smote"], ["name=other"], ["epochs=forty"],
+    assert experiment.parse_settings(["balance=oversample"]) == {"balance": "oversample"}
+    for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=undersample"], ["name=other"], ["epochs=forty"],
                 ["learning_rate=fast"], ["augmentation=0.3"]):
         with pytest.raises(ValueError):
             experiment.parse_settings(bad)
@@ -25,8 +26,8 @@ def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A
             epochs=20):
     per_seed = [{"seed": seed, "map_roc_auc": auc, "train_seconds": seconds, "epochs_run": epochs}
                 for seed, auc in zip(seeds, map_aucs)]
-    return {"tag": tag, "per_seed": per_seed, "machine": {"cpu_model": cpu}, "data_manifest_sha256": data,
-            "profile": "full",
+    return {"tag": tag, "settings": {}, "per_seed": per_seed, "machine": {"cpu_model": cpu},
+            "data_manifest_sha256": data, "profile": "full",
             "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds}}
 
 
@@ -133,3 +134,54 @@ def test_judge_applies_the_current_rule_to_a_recorded_run_without_training(tmp_p
         experiment.judge("v", against=None)
     with pytest.raises(ValueError, match="no recorded run 'missing'"):
         experiment.judge("v", against="missing")
+
+
+def _scored(record):
+    """``_record`` with the per-seed scores that ``experiment.summarize`` reads."""
+    conditions = {condition: {metric: record["summary"]["validation_roc_auc"] if condition == "validation"
+                              else record["summary"]["shifted_x1.5_roc_auc"] for metric in experiment.evaluate.HEADLINE}
+                  for condition in experiment.CONDITIONS}
+    for row in record["per_seed"]:
+        row.update(map_balanced_accuracy=0.9, threshold=0.5, **conditions)
+    return record
+
+
+def test_reference_runs_on_other_seeds_pool_into_one_reference(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path)
+    folder = experiment.experiments_dir()
+    folder.mkdir(parents=True)
+    first = _scored(_record("published", [0.990, 0.991, 0.992]))
+    second = _scored(_record("published-seeds345", [0.993, 0.994, 0.995], seconds=300.0, seeds=(3, 4, 5)))
+    for record in (first, second):
+        (folder / f"{record['tag']}.json").write_text(json.dumps(record))
+
+    pooled = experiment.load_reference(["published", "published-seeds345"], "v")
+    assert pooled["tag"] == "published+published-seeds345" and [r["seed"] for r in pooled["per_seed"]] == [0, 1, 2, 3, 4, 5]
+    assert pooled["summary"]["map_roc_auc"] == pytest.approx(0.9925)
+    assert pooled["summary"]["train_seconds"] == pytest.approx(250.0)
+    variant = _record("v", [0.994, 0.995, 0.996, 0.997, 0.998, 0.999], seeds=range(6))
+    assert experiment.compare(variant, pooled)["map_roc_auc_gains"] == pytest.approx([0.004] * 6)
+    assert experiment.load_reference("published", "v") == first
+    assert experiment.load_reference(["published"], "published") is None and experiment.load_reference(None, "v") is None
+
+    for clash, match in ((_scored(_record("elsewhere", [0.99] * 3, cpu="CPU B", seeds=(3, 4, 5))), "cannot be pooled"),
+                         (_scored(_record("again", [0.99] * 3)), "share seeds"),
+                         ({**second, "tag": "tuned", "settings": {"epochs": 30}}, "cannot be pooled")):
+        (folder / f"{clash['tag']}.json").write_text(json.dumps(clash))
+        with pytest.raises(ValueError, match=match):
+            experiment.load_reference(["published", clash["tag"]], "v")
+    with pytest.raises(ValueError, match="no recorded run 'missing'"):
+        experiment.load_reference(["published", "missing"], "v")
+
+
+def test_several_references_on_the_command_line_reach_the_run(monkeypatch):
+    from pneumonia import cli
+
+    received = {}
+    monkeypatch.setattr(experiment, "run", lambda tag, settings, seeds, profile, against: received.update(
+        seeds=seeds, against=against) or {})
+    monkeypatch.setattr(experiment, "describe", lambda record: "")
+    cli.main(["experiment", "v", "--seeds", "0", "1", "2", "3", "--against", "published", "published-seeds345"])
+    assert received == {"seeds": [0, 1, 2, 3], "against": ["published", "published-seeds345"]}
+    cli.main(["experiment", "v", "--against", "none"])
+    assert received["against"] == [None]

@@ -58,6 +58,27 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert saved.layers[1].name == "block1_conv" and "augmentation" not in [layer.name for layer in saved.layers]
 
 
+def test_oversampling_repeats_normal_images_without_making_an_epoch_longer(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    fitted, fit = {}, keras.Model.fit
+
+    def recording_fit(self, *args, **kwargs):
+        fitted.update(steps=kwargs["steps_per_epoch"], class_weight=kwargs["class_weight"])
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0,
+                            balance="oversample")
+    sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
+    assert sidecar["oversampled_copies"] == 16 and sidecar["train_images"] == 56
+    assert fitted == {"steps": 5, "class_weight": None}  # 40 real images / 8, not 56 / 8
+    with pytest.raises(ValueError, match="balance must be one of"):
+        train.train_one(train.TrainConfig(balance="undersample"), 0, images, labels, images, labels, "hash", tmp_path)
+
+
 @pytest.mark.parametrize(("ema_momentum", "bn_refresh_batches"), [(None, 0), (0.9, 0), (0.9, 3)])
 def test_the_published_weights_are_the_ones_validation_scored_best(ema_momentum, bn_refresh_batches, tmp_path):
     rng = np.random.default_rng(1)

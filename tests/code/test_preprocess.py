@@ -193,6 +193,22 @@ def test_smote_adds_only_interpolated_minority_images_and_keeps_originals():
     assert new.min() >= normal.min() and new.max() <= normal.max()  # between NORMAL neighbours, nothing else
 
 
+def test_random_oversampling_repeats_only_minority_images_and_keeps_originals():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (42, 8, 8, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 30)
+    resampled, resampled_labels, copies = preprocess.random_oversample(images, labels, seed=0)
+    np.testing.assert_array_equal(resampled[: len(images)], images)
+    assert (resampled_labels == 0).sum() == (resampled_labels == 1).sum() == 30
+    assert copies.sum() == 18 and (resampled_labels[copies] == 0).all()
+    normal = {image.tobytes() for image in images[labels == 0]}
+    assert all(image.tobytes() in normal for image in resampled[copies])  # exact repeats, nothing new
+    again, _, _ = preprocess.random_oversample(images, labels, seed=0)
+    other, _, _ = preprocess.random_oversample(images, labels, seed=1)
+    np.testing.assert_array_equal(again, resampled)
+    assert not np.array_equal(other, resampled)
+
+
 def test_simulated_acquisition_shift_changes_images_but_not_shapes():
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
     shifted = preprocess.simulate_acquisition_shift(images, seed=0)
