@@ -152,6 +152,7 @@ def compare(variant: dict, reference: dict) -> dict:
         raise ValueError(f"the reference has no seed {missing}: a paired comparison needs the same seeds")
     gains = [row["map_roc_auc"] - reference_seeds[row["seed"]]["map_roc_auc"] for row in variant["per_seed"]]
     ours, theirs = variant["summary"], reference["summary"]
+    same_machine, same_data = same_conditions(variant, reference)
     return {
         "against": reference["tag"],
         "map_roc_auc_gains": gains,
@@ -161,8 +162,8 @@ def compare(variant: dict, reference: dict) -> dict:
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
         "epoch_seconds_ratio": epoch_seconds(variant) / epoch_seconds(reference),
-        "same_machine": same_conditions(variant, reference)[0],
-        "same_data": same_conditions(variant, reference)[1],
+        "same_machine": same_machine,
+        "same_data": same_data,
     }
 
 
