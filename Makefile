@@ -46,10 +46,10 @@ split: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/pneumonia reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)") $(if $(VGG16_WEIGHTS),--vgg16-weights "$(VGG16_WEIGHTS)")
 
-## Train a variant of notebook 04's CNN and judge it on validation: TAG=name SET="epochs=40" (TAG=published: as it is).
+## Train a variant of notebook 04's CNN and judge it on validation: TAG=name SET="epochs=40" ARGS="--seeds 3 4 5" (TAG=published: as it is).
 experiment: $(STAMP)
 	@test -n "$(TAG)" || { echo "error: name the run, e.g. make experiment TAG=published" >&2; exit 1; }
-	$(BIN)/pneumonia experiment $(TAG) $(if $(SET),--set $(SET))
+	$(BIN)/pneumonia experiment $(TAG) $(if $(SET),--set $(SET)) $(ARGS)
 
 ## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
 bench: $(STAMP)
