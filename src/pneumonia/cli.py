@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
                             type=lambda text: None if text == "none" else text,
                             help="the recorded run to compare with (same seeds), or several pooled (e.g. published "
                                  "published-seeds345 for seeds 0-5); 'none' compares with nothing")
+    experiment.add_argument("--models", nargs="+", default=None, metavar="TAG",
+                            help="train nothing: score these recorded runs' seeds as they were trained "
+                                 "(models/experiments/TAG/), e.g. with --test-time")
+    experiment.add_argument("--test-time", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                            help="predict with test-time augmentation: views=N and the rotation, shift and zoom "
+                                 "ranges (default: the training augmentation's), e.g. views=8 zoom=0")
     experiment.add_argument("--judge", action="store_true",
                             help="train nothing: judge the recorded run again by the current rule")
 
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 settings = experiment.parse_settings(args.settings)
                 print(experiment.describe(experiment.run(args.tag, settings, args.seeds, args.profile,
-                                                         against=args.against)))
+                                                         against=args.against, models_from=args.models,
+                                                         test_time=args.test_time)))
         elif args.command == "bench":
             from pneumonia import bench
 

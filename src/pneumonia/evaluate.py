@@ -120,11 +120,13 @@ def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: 
     return seed_probabilities([(model, sidecar)], images, batch_size)[0]
 
 
-def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-    """PNEUMONIA probabilities of each ``(model, sidecar)`` pair, each input prepared as its sidecar says.
+def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
+                       test_time: dict | None = None) -> list[np.ndarray]:
+    """PNEUMONIA probabilities of each ``(model, sidecar)`` pair, each input prepared as its sidecar says;
+    with ``test_time`` (:func:`augmented_views`' settings), each the mean over those views of the images.
 
     The seeds of one model share their preparation, and preparing (equalising) is per-image Python
-    work, so each distinct preparation runs once, not once per member.
+    work, so each distinct preparation (and its views) runs once, not once per member.
     """
     from pneumonia import preprocess
 
@@ -132,9 +134,41 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64) -> lis
     for model, sidecar in members:
         key = preprocess.preparation(sidecar)
         if key not in inputs:
-            inputs[key] = preprocess.model_inputs(images, sidecar)
-        out.append(model.predict(inputs[key], batch_size=batch_size, verbose=0).ravel())
+            prepared = preprocess.model_inputs(images, sidecar)
+            inputs[key] = augmented_views(prepared, batch_size=batch_size, **test_time) if test_time else [prepared]
+        out.append(np.mean([model.predict(view, batch_size=batch_size, verbose=0).ravel() for view in inputs[key]],
+                           axis=0))
     return out
+
+
+def augmented_views(inputs: np.ndarray, views: int = 1, rotation: float = 0.0, shift: float = 0.0,
+                    zoom: float = 0.0, batch_size: int = 64) -> list[np.ndarray]:
+    """Test-time augmentation's views of prepared ``inputs``: the inputs themselves and ``views - 1``
+    resampled copies, copy k drawn by a ``RandomAffine`` (``rotation`` turns, ``shift`` and ``zoom``
+    fractions, as in training) seeded with k, so that every model and every call sees the same views."""
+    from pneumonia import preprocess
+
+    copies = [inputs]
+    for view in range(1, views):
+        layer = preprocess.RandomAffine(rotation=rotation, shift=shift, zoom=zoom, seed=view)
+        copies.append(np.concatenate([np.asarray(layer(inputs[start:start + batch_size], training=True))
+                                      for start in range(0, len(inputs), batch_size)]) if len(inputs) else inputs)
+    return copies
+
+
+def one_image_seconds(model, inputs: np.ndarray, test_time: dict | None = None, repeats: int = 20) -> float:
+    """Median seconds to answer for one prepared image, its views (if any) made and scored in one batch."""
+    import time
+
+    test_time = test_time or {}
+    image = inputs[:1]
+    model(np.concatenate(augmented_views(image, **test_time)), training=False)  # warm-up, not timed
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(model(np.concatenate(augmented_views(image, **test_time)), training=False))
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
 
 
 def ensemble_probabilities(members, images: np.ndarray) -> np.ndarray:
@@ -143,7 +177,7 @@ def ensemble_probabilities(members, images: np.ndarray) -> np.ndarray:
 
 
 def one_factor_table(members, images: np.ndarray, labels: np.ndarray, shifts=None, seed: int = 0,
-                     progress: bool = True):
+                     progress: bool = True, test_time: dict | None = None):
     """Each ``(model, sidecar)`` pair scored at its own threshold on ``images`` as they are and under each
     of ``preprocess.ONE_FACTOR_SHIFTS`` (or the names in ``shifts``): one row per change and member."""
     import pandas as pd
@@ -154,7 +188,7 @@ def one_factor_table(members, images: np.ndarray, labels: np.ndarray, shifts=Non
     names = ["none", *(shifts or preprocess.ONE_FACTOR_SHIFTS)]
     for name in tqdm(names, desc="one-factor shifts", unit="shift", disable=not progress):
         changed = images if name == "none" else preprocess.one_factor_shift(images, name, seed=seed)
-        for (_, sidecar), probability in zip(members, seed_probabilities(members, changed)):
+        for (_, sidecar), probability in zip(members, seed_probabilities(members, changed, test_time=test_time)):
             scored = binary_metrics(labels, probability, sidecar["threshold"])
             rows.append({"shift": name, "model": sidecar["name"], "seed": sidecar["seed"],
                          **{metric: scored[metric] for metric in HEADLINE}})

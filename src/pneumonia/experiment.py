@@ -8,6 +8,8 @@ numbers, so that a row can be regenerated and a new one added with one command::
     pneumonia experiment longer --set epochs=40       # the same with one setting changed
     pneumonia experiment oversample --set balance=oversample --seeds 0 1 2 3 4 5 \
         --against published published-seeds345        # six seeds, against two reference runs pooled
+    pneumonia experiment views --models published published-seeds345 --test-time views=8 zoom=0 \
+        --seeds 0 1 2 3 4 5 --against published published-seeds345   # trained seeds, predicted with 8 views
 
 Each run trains the seeds (models under ``models/experiments/TAG/``), scores every seed at its own
 validation threshold on validation, on two simulated-shift copies of it (seeds 1 and 3, strengths 1
@@ -71,6 +73,32 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
+TEST_TIME_KEYS = ("views", "rotation", "shift", "zoom")
+
+
+def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
+    """``["views=8", "zoom=0"]`` -> test-time augmentation's settings (``evaluate.augmented_views``): the
+    number of views, and ranges that default to the training ``augmentation``'s. None without pairs."""
+    if not pairs:
+        return None
+    test_time = {"views": 1, **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS[1:]}}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or key not in TEST_TIME_KEYS:
+            raise ValueError(f"a test-time setting is one of {', '.join(k + '=...' for k in TEST_TIME_KEYS)}, "
+                             f"not {pair!r}")
+        try:
+            value = int(text) if key == "views" else float(text)
+        except ValueError:
+            raise ValueError(f"{key} takes a number, not {text!r}") from None
+        if value < 0:
+            raise ValueError(f"{key} cannot be negative ({pair!r})")
+        test_time[key] = value
+    if test_time["views"] < 2:
+        raise ValueError("test-time augmentation needs views=2 or more (the image itself is one of them)")
+    return test_time
+
+
 def validation_conditions(val_images: np.ndarray, strength: float = 1.0) -> dict[str, np.ndarray]:
     """Validation as it is and two simulated-shift copies of it, as notebook 04 scores them. Seeds 1 and
     3: the copy that chooses thresholds (``train.THRESHOLD_SHIFT_SEED``) is not one that checks them."""
@@ -80,8 +108,9 @@ def validation_conditions(val_images: np.ndarray, strength: float = 1.0) -> dict
 
 
 def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strength: float = 1.0,
-          progress: bool = True) -> dict:
-    """Every ``(model, sidecar)`` member at its own threshold: validation, the shifted copies and the map.
+          progress: bool = True, test_time: dict | None = None) -> dict:
+    """Every ``(model, sidecar)`` member at its own threshold: validation, the shifted copies and the map;
+    with ``test_time``, each probability the mean over those views (``evaluate.augmented_views``).
 
     The map's score per seed is the mean over its changes of ROC AUC (how well the seed ranks changed
     images, whatever its threshold) and of balanced accuracy (at its threshold).
@@ -91,12 +120,12 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
                 for _, sidecar in members]
     ensemble = {}
     for condition, images in validation_conditions(val_images, shift_strength).items():
-        probabilities = evaluate.seed_probabilities(members, images)
+        probabilities = evaluate.seed_probabilities(members, images, test_time=test_time)
         for row, (_, sidecar), probability in zip(per_seed, members, probabilities):
             scored = evaluate.binary_metrics(val_labels, probability, sidecar["threshold"])
             row[condition] = {metric: scored[metric] for metric in evaluate.HEADLINE}
         ensemble[f"{condition}_roc_auc"] = evaluate.binary_metrics(val_labels, np.mean(probabilities, axis=0))["roc_auc"]
-    table = evaluate.one_factor_table(members, val_images, val_labels, progress=progress)
+    table = evaluate.one_factor_table(members, val_images, val_labels, progress=progress, test_time=test_time)
     changed = table[table["shift"] != "none"].assign(
         balanced_accuracy=lambda frame: (frame["sensitivity"] + frame["specificity"]) / 2)
     by_seed = changed.groupby("seed")[["roc_auc", "balanced_accuracy"]].mean()
@@ -164,6 +193,8 @@ def compare(variant: dict, reference: dict) -> dict:
         "epoch_seconds_ratio": epoch_seconds(variant) / epoch_seconds(reference),
         "same_machine": same_machine,
         "same_data": same_data,
+        **({"one_image_seconds": max(row["one_image_seconds"] for row in variant["per_seed"])}
+           if "one_image_seconds" in variant["per_seed"][0] else {}),
     }
 
 
@@ -175,11 +206,14 @@ def epoch_seconds(record: dict) -> float:
     return float(np.mean([row["train_seconds"] / row["epochs_run"] for row in record["per_seed"]]))
 
 
-def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002, max_time_ratio: float = 1.25) -> dict:
+def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002, max_time_ratio: float = 1.25,
+            max_one_image_seconds: float = 0.25) -> dict:
     """Notebook 04's third rule: adopt when the mean paired gain in the map's ROC AUC is more than twice
     its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
     strength-1.5 AUC are each no more than ``tolerance`` lower, a training epoch takes no more than
-    ``max_time_ratio`` times as long, and both sides were trained on the same CPU, data and profile."""
+    ``max_time_ratio`` times as long, and both sides were trained on the same CPU, data and profile.
+    A variant that predicts with several views also answers for one image within ``max_one_image_seconds``
+    (variant (g)'s guard)."""
     checks = {
         "gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"],
         f"gain above {min_gain:g}": comparison["map_roc_auc_gain"] > min_gain,
@@ -189,22 +223,33 @@ def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002,
         "same CPU": comparison["same_machine"],
         "same data and profile": comparison["same_data"],
     }
+    if "one_image_seconds" in comparison:
+        checks[f"one image within {max_one_image_seconds * 1000:g} ms"] = \
+            comparison["one_image_seconds"] <= max_one_image_seconds
     return {"adopt": all(checks.values()), "checks": checks}
 
 
 def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = "full",
         data: Path | str | None = None, splits_csv: Path | str | None = None,
-        against: str | list[str] | None = PUBLISHED) -> dict:
+        against: str | list[str] | None = PUBLISHED, models_from: list[str] | None = None,
+        test_time: list[str] | None = None) -> dict:
     """Train ``tag`` (notebook 04's configuration with ``settings`` changed) over ``seeds``, score it and
     write ``reports/experiments/TAG.json``; against the recorded ``against`` run (or runs, pooled), add
-    the comparison and verdict."""
+    the comparison and verdict.
+
+    ``models_from`` names recorded runs whose trained seeds are scored instead, as they are (no
+    settings); ``test_time`` (``KEY=VALUE`` pairs, :func:`parse_test_time`) predicts with test-time
+    augmentation, each seed's threshold chosen again by the same rule on the views' mean probability.
+    """
     from pneumonia import data as dataset
     from pneumonia.models import load_model
     from pneumonia.reproduce import notebook_parameters
 
     settings = settings or {}
-    if tag == PUBLISHED and settings:
+    if tag == PUBLISHED and (settings or models_from or test_time):
         raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
+    if models_from and settings:
+        raise ValueError("recorded models (--models) are scored as they were trained: they take no settings")
     reference = load_reference(against, tag)
     if reference is not None and missing_seeds(seeds, reference):
         # Checked before training: the comparison would otherwise fail after the seeds had been trained.
@@ -213,25 +258,69 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
                          f"(no settings, --against none) and compare with it (--against, several runs pooled)")
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
+    trained_files = recorded_models(models_from, seeds, run_config.name) if models_from else None
     splits = split.read_splits(splits_csv, data)
     manifest_hash = dataset.load_manifest(data)["dataset_sha256"]
-    train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size, run_config.channels,
-                                                          limit=parameters.get("limit"))
     val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
-    models_dir = config.MODELS_DIR / "experiments" / tag
-    members = []
-    for seed in seeds:
-        print(f"--- {tag}, seed {seed}", flush=True)
-        sidecar = train.train_one(run_config, seed, train_images, train_labels, val_images, val_labels,
-                                  manifest_hash, models_dir, models_dir / "training")
-        members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
-    record = {"tag": tag, "settings": settings, "profile": profile, "config": asdict(run_config),
+    if trained_files:
+        members = [(load_model(path), json.loads(path.with_suffix(".json").read_text())) for path in trained_files]
+        configs = {json.dumps(sidecar["config"], sort_keys=True) for _, sidecar in members}
+        if len(configs) > 1 or any(sidecar["data_manifest_sha256"] != manifest_hash for _, sidecar in members):
+            raise ValueError(f"the models of {models_from} differ in configuration or data: score them apart")
+        run_settings = members[0][1]["config"]
+    else:
+        train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
+                                                              run_config.channels, limit=parameters.get("limit"))
+        models_dir = config.MODELS_DIR / "experiments" / tag
+        members = []
+        for seed in seeds:
+            print(f"--- {tag}, seed {seed}", flush=True)
+            sidecar = train.train_one(run_config, seed, train_images, train_labels, val_images, val_labels,
+                                      manifest_hash, models_dir, models_dir / "training")
+            members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
+        run_settings = asdict(run_config)
+    views = parse_test_time(test_time or [], run_settings["augmentation"])
+    if views:
+        members = [(model, views_threshold(model, sidecar, views, val_images, val_labels))
+                   for model, sidecar in members]
+    record = {"tag": tag, "settings": settings, "profile": profile, "config": run_settings,
+              **({"models_from": list(models_from)} if models_from else {}),
+              **({"test_time": views} if views else {}),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
-              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0))}
+              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=views)}
+    if views:
+        for row, (model, sidecar) in zip(record["per_seed"], members):
+            row["one_image_seconds"] = evaluate.one_image_seconds(
+                model, preprocess.model_inputs(val_images[:1], sidecar), views)
     if reference is not None:
         _judge_against(record, reference)
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record
+
+
+def recorded_models(tags: list[str], seeds, name: str = "cnn") -> list[Path]:
+    """Each seed's trained model among the recorded runs ``tags`` (``models/experiments/TAG/``): one per seed."""
+    files = []
+    for seed in seeds:
+        found = [path for tag in tags
+                 if (path := config.MODELS_DIR / "experiments" / tag / f"{name}-seed{seed}.keras").exists()]
+        if len(found) != 1:
+            raise ValueError(f"seed {seed} needs one trained model among the runs {list(tags)}, "
+                             f"found {len(found)} in {config.MODELS_DIR / 'experiments'}")
+        files.append(found[0])
+    return files
+
+
+def views_threshold(model, sidecar: dict, test_time: dict, val_images: np.ndarray, val_labels: np.ndarray) -> dict:
+    """``sidecar`` with its threshold chosen again, by the rule that chose it, on the mean over ``test_time``'s
+    views: averaging views moves the probabilities, so the one-view threshold no longer fits them."""
+    def predict(images):
+        return evaluate.seed_probabilities([(model, sidecar)], images, test_time=test_time)[0]
+
+    threshold, method = train.operating_threshold(predict, val_images, val_labels, predict(val_images),
+                                                  sidecar["config"].get("threshold_shift", 0.0))
+    return {**sidecar, "threshold": threshold,
+            "threshold_method": f"{method}; each probability the mean of {test_time['views']} views"}
 
 
 def _judge_against(record: dict, reference: dict) -> None:

@@ -142,3 +142,35 @@ def test_one_factor_heatmap_shows_a_broken_ranking_in_warning_colours():
     assert sharpened[0] > sharpened[1]  # more red than green: an AUC of 0.94 is a broken ranking here
     rates = next(axis for axis in figure.axes if axis.get_title() == "specificity").collections[0]
     assert (rates.norm.vmin, rates.norm.vmax) == (0.0, 1.0)
+
+
+def test_test_time_views_are_the_image_and_seeded_resampled_copies_the_same_for_every_call():
+    rng = np.random.default_rng(0)
+    inputs = rng.random((5, 24, 24, 1)).astype(np.float32)
+    views = evaluate.augmented_views(inputs, views=4, rotation=0.03, shift=0.1, batch_size=2)
+    assert len(views) == 4 and views[0] is inputs
+    assert all(view.shape == inputs.shape and view.dtype == np.float32 for view in views)
+    assert all(not np.allclose(view, inputs) for view in views[1:])  # each copy moved
+    assert not np.allclose(views[1], views[2])  # and differently
+    again = evaluate.augmented_views(inputs, views=4, rotation=0.03, shift=0.1, batch_size=2)
+    assert all(np.array_equal(a, b) for a, b in zip(views, again))
+    assert evaluate.augmented_views(inputs) == [inputs]
+    still = evaluate.augmented_views(inputs, views=2)[1]  # no range: an identity resampling
+    np.testing.assert_allclose(still, inputs, atol=1e-5)
+
+
+def test_with_test_time_views_a_probability_is_the_mean_over_the_views():
+    class MeanBrightness:
+        def predict(self, inputs, batch_size=64, verbose=0):
+            return inputs.reshape(len(inputs), -1).mean(1, keepdims=True)
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (6, 24, 24, 1), dtype=np.uint8)
+    sidecar = {"intensity": "none", "input_scaling": "pixel / 255"}
+    test_time = {"views": 3, "rotation": 0.0, "shift": 0.2, "zoom": 0.0}
+    (plain,) = evaluate.seed_probabilities([(MeanBrightness(), sidecar)], images)
+    (averaged,) = evaluate.seed_probabilities([(MeanBrightness(), sidecar)], images, test_time=test_time)
+    views = evaluate.augmented_views(images.astype(np.float32) / 255, **test_time)
+    expected = np.mean([view.reshape(6, -1).mean(1) for view in views], axis=0)
+    np.testing.assert_allclose(averaged, expected, rtol=1e-5)
+    assert not np.allclose(averaged, plain)  # shifted views bring black borders in

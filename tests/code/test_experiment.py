@@ -178,10 +178,82 @@ def test_several_references_on_the_command_line_reach_the_run(monkeypatch):
     from pneumonia import cli
 
     received = {}
-    monkeypatch.setattr(experiment, "run", lambda tag, settings, seeds, profile, against: received.update(
-        seeds=seeds, against=against) or {})
+    monkeypatch.setattr(experiment, "run", lambda tag, settings, seeds, profile, against, models_from, test_time:
+                        received.update(seeds=seeds, against=against, models_from=models_from,
+                                        test_time=test_time) or {})
     monkeypatch.setattr(experiment, "describe", lambda record: "")
     cli.main(["experiment", "v", "--seeds", "0", "1", "2", "3", "--against", "published", "published-seeds345"])
-    assert received == {"seeds": [0, 1, 2, 3], "against": ["published", "published-seeds345"]}
+    assert received == {"seeds": [0, 1, 2, 3], "against": ["published", "published-seeds345"], "models_from": None,
+                        "test_time": []}
     cli.main(["experiment", "v", "--against", "none"])
     assert received["against"] == [None]
+    cli.main(["experiment", "v", "--models", "published", "published-seeds345", "--test-time", "views=8",
+              "--test-time", "zoom=0"])
+    assert received["models_from"] == ["published", "published-seeds345"]
+    assert received["test_time"] == ["views=8", "zoom=0"]
+
+
+def test_test_time_settings_default_to_the_training_augmentation_and_are_checked():
+    augmentation = {"rotation": 0.03, "shift": 0.05, "zoom": 0.2}
+    assert experiment.parse_test_time(["views=8", "zoom=0"], augmentation) == {
+        "views": 8, "rotation": 0.03, "shift": 0.05, "zoom": 0.0}
+    assert experiment.parse_test_time([], augmentation) is None
+    for bad, match in ((["views=1"], "views=2 or more"), (["zoom=0"], "views=2 or more"), (["flip=1"], "one of"),
+                       (["views=eight"], "takes a number"), (["views=8", "shift=-0.1"], "negative"), (["views"], "one of")):
+        with pytest.raises(ValueError, match=match):
+            experiment.parse_test_time(bad, augmentation)
+
+
+def test_a_slow_test_time_variant_fails_its_one_image_guard():
+    reference = _record("published", [0.990, 0.991, 0.992])
+    variant = _record("v", [0.994, 0.995, 0.996])
+    for row, seconds in zip(variant["per_seed"], (0.08, 0.09, 0.3)):
+        row["one_image_seconds"] = seconds
+    comparison = experiment.compare(variant, reference)
+    assert comparison["one_image_seconds"] == 0.3  # the slowest seed
+    result = experiment.verdict(comparison)
+    assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [
+        "one image within 250 ms"]
+    assert "one image within 250 ms" not in experiment.verdict(experiment.compare(reference, reference))["checks"]
+
+
+def test_recorded_models_are_found_once_per_seed_among_the_named_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path)
+    for tag, seeds in (("published", (0, 1, 2)), ("published-seeds345", (3, 4, 5)), ("again", (2,))):
+        (tmp_path / "experiments" / tag).mkdir(parents=True)
+        for seed in seeds:
+            (tmp_path / "experiments" / tag / f"cnn-seed{seed}.keras").touch()
+    found = experiment.recorded_models(["published", "published-seeds345"], [0, 4])
+    assert [path.parent.name for path in found] == ["published", "published-seeds345"]
+    with pytest.raises(ValueError, match="seed 6 needs one trained model .* found 0"):
+        experiment.recorded_models(["published", "published-seeds345"], [6])
+    with pytest.raises(ValueError, match="seed 2 needs one trained model .* found 2"):
+        experiment.recorded_models(["published", "again"], [2])
+    with pytest.raises(ValueError, match="no settings"):
+        experiment.run("v", {"epochs": 3}, models_from=["published"])
+
+
+def test_recorded_models_are_scored_with_test_time_views_without_training(synthetic_source, tmp_path, monkeypatch):
+    from pneumonia import data, split
+
+    raw = tmp_path / "raw"
+    data.fetch(synthetic_source, raw, progress=False)
+    split.split_data(raw, tmp_path / "splits.csv")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
+    common = {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
+    published = experiment.run(experiment.PUBLISHED, **common)
+    monkeypatch.setattr(experiment.train, "train_one", lambda *args, **kwargs: pytest.fail("trained a model"))
+    viewed = experiment.run("views", models_from=[experiment.PUBLISHED], test_time=["views=3", "zoom=0"], **common)
+
+    augmentation = published["config"]["augmentation"]
+    assert viewed["models_from"] == [experiment.PUBLISHED]
+    assert viewed["config"] == json.loads(json.dumps(published["config"]))  # the sidecar's, as trained
+    assert viewed["test_time"] == {"views": 3, "rotation": augmentation.get("rotation", 0.0),
+                                   "shift": augmentation.get("shift", 0.0), "zoom": 0.0}
+    (row,) = viewed["per_seed"]
+    assert row["one_image_seconds"] > 0 and row["epochs_run"] == published["per_seed"][0]["epochs_run"]
+    assert row["threshold"] != published["per_seed"][0]["threshold"]  # chosen again on the views' mean
+    assert viewed["comparison"]["epoch_seconds_ratio"] == 1.0  # the same trained models
+    assert "one image within 250 ms" in viewed["verdict"]["checks"]
+    assert json.loads((tmp_path / "reports" / "experiments" / "views.json").read_text())["test_time"]["views"] == 3
