@@ -264,10 +264,12 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
     if trained_files:
         members = [(load_model(path), json.loads(path.with_suffix(".json").read_text())) for path in trained_files]
-        configs = {json.dumps(sidecar["config"], sort_keys=True) for _, sidecar in members}
+        # A setting added after a model was trained is missing from its sidecar: it trained with the default.
+        defaults = asdict(train.TrainConfig())
+        configs = {json.dumps({**defaults, **sidecar["config"]}, sort_keys=True) for _, sidecar in members}
         if len(configs) > 1 or any(sidecar["data_manifest_sha256"] != manifest_hash for _, sidecar in members):
             raise ValueError(f"the models of {models_from} differ in configuration or data: score them apart")
-        run_settings = members[0][1]["config"]
+        run_settings = {**defaults, **members[0][1]["config"]}
     else:
         train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
                                                               run_config.channels, limit=parameters.get("limit"))

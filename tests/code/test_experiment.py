@@ -244,6 +244,10 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     common = {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
     published = experiment.run(experiment.PUBLISHED, **common)
     monkeypatch.setattr(experiment.train, "train_one", lambda *args, **kwargs: pytest.fail("trained a model"))
+    sidecar_path = tmp_path / "models" / "experiments" / experiment.PUBLISHED / "cnn-seed0.json"
+    older = json.loads(sidecar_path.read_text())
+    del older["config"]["bn_refresh_batches"]  # as sidecars written before the setting existed
+    sidecar_path.write_text(json.dumps(older))
     viewed = experiment.run("views", models_from=[experiment.PUBLISHED], test_time=["views=3", "zoom=0"], **common)
 
     augmentation = published["config"]["augmentation"]
