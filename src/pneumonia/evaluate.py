@@ -142,12 +142,16 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
 
 
 def augmented_views(inputs: np.ndarray, views: int = 1, rotation: float = 0.0, shift: float = 0.0,
-                    zoom: float = 0.0, batch_size: int = 64) -> list[np.ndarray]:
+                    zoom: float = 0.0, smooth: int = 0, batch_size: int = 64) -> list[np.ndarray]:
     """Test-time augmentation's views of prepared ``inputs``: the inputs themselves and ``views - 1``
     resampled copies, copy k drawn by a ``RandomAffine`` (``rotation`` turns, ``shift`` and ``zoom``
-    fractions, as in training) seeded with k, so that every model and every call sees the same views."""
+    fractions, as in training) seeded with k, so that every model and every call sees the same views.
+    ``smooth`` > 1 first replaces each pixel by the mean of a ``smooth`` x ``smooth`` window
+    (``preprocess.box_smooth``)."""
     from pneumonia import preprocess
 
+    if smooth > 1:
+        inputs = preprocess.box_smooth(inputs, smooth, batch_size)
     copies = [inputs]
     for view in range(1, views):
         layer = preprocess.RandomAffine(rotation=rotation, shift=shift, zoom=zoom, seed=view)

@@ -73,29 +73,31 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-TEST_TIME_KEYS = ("views", "rotation", "shift", "zoom")
+TEST_TIME_KEYS = ("views", "smooth", "rotation", "shift", "zoom")
 
 
 def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
-    """``["views=8", "zoom=0"]`` -> test-time augmentation's settings (``evaluate.augmented_views``): the
-    number of views, and ranges that default to the training ``augmentation``'s. None without pairs."""
+    """``["views=8", "zoom=0"]`` -> test-time settings (``evaluate.augmented_views``): the number of views,
+    ranges that default to the training ``augmentation``'s, and the window of a smoothing before them
+    (``smooth=2``). None without pairs."""
     if not pairs:
         return None
-    test_time = {"views": 1, **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS[1:]}}
+    test_time = {"views": 1, "smooth": 0, **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS[2:]}}
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if not equals or key not in TEST_TIME_KEYS:
             raise ValueError(f"a test-time setting is one of {', '.join(k + '=...' for k in TEST_TIME_KEYS)}, "
                              f"not {pair!r}")
         try:
-            value = int(text) if key == "views" else float(text)
+            value = int(text) if key in ("views", "smooth") else float(text)
         except ValueError:
             raise ValueError(f"{key} takes a number, not {text!r}") from None
         if value < 0:
             raise ValueError(f"{key} cannot be negative ({pair!r})")
         test_time[key] = value
-    if test_time["views"] < 2:
-        raise ValueError("test-time augmentation needs views=2 or more (the image itself is one of them)")
+    if test_time["views"] < 2 and test_time["smooth"] < 2:
+        raise ValueError("a test-time change needs views=2 or more (the image itself is one of them) or smooth=2 "
+                         "or more")
     return test_time
 
 
@@ -322,7 +324,17 @@ def views_threshold(model, sidecar: dict, test_time: dict, val_images: np.ndarra
     threshold, method = train.operating_threshold(predict, val_images, val_labels, predict(val_images),
                                                   sidecar["config"].get("threshold_shift", 0.0))
     return {**sidecar, "threshold": threshold,
-            "threshold_method": f"{method}; each probability the mean of {test_time['views']} views"}
+            "threshold_method": f"{method}; {describe_test_time(test_time)}"}
+
+
+def describe_test_time(test_time: dict) -> str:
+    """``{"views": 8, "smooth": 2, ...}`` -> "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views"."""
+    parts = []
+    if test_time.get("smooth", 0) > 1:
+        parts.append(f"each input smoothed over {test_time['smooth']} x {test_time['smooth']} pixels")
+    if test_time["views"] > 1:
+        parts.append(f"each probability the mean of {test_time['views']} views")
+    return ", ".join(parts)
 
 
 def _judge_against(record: dict, reference: dict) -> None:

@@ -145,6 +145,19 @@ def model_inputs(images: np.ndarray, sidecar: dict) -> np.ndarray:
     return prepared / 255.0 if scaling == "pixel / 255" else prepared
 
 
+def box_smooth(inputs: np.ndarray, size: int = 2, batch_size: int = 64) -> np.ndarray:
+    """Each pixel of float ``inputs`` replaced by the mean of the ``size`` x ``size`` window that starts
+    at it (the window shrinks at the far edges). With ``size`` 2 this is a bilinear resampling half a
+    pixel off the grid, the smoothest that training's random resampling (``RandomAffine``) produces."""
+    import keras
+
+    if not len(inputs):
+        return inputs
+    return np.concatenate([np.asarray(keras.ops.average_pool(inputs[start:start + batch_size], size, strides=1,
+                                                             padding="same"))
+                           for start in range(0, len(inputs), batch_size)])
+
+
 def class_weights(labels: np.ndarray) -> dict[int, float]:
     """Balanced class weights (scikit-learn's ``n_samples / (n_classes * count)``)."""
     from sklearn.utils.class_weight import compute_class_weight

@@ -174,3 +174,17 @@ def test_with_test_time_views_a_probability_is_the_mean_over_the_views():
     expected = np.mean([view.reshape(6, -1).mean(1) for view in views], axis=0)
     np.testing.assert_allclose(averaged, expected, rtol=1e-5)
     assert not np.allclose(averaged, plain)  # shifted views bring black borders in
+
+
+def test_box_smoothing_averages_each_two_by_two_window_and_keeps_flat_images_and_edges():
+    from pneumonia import preprocess
+
+    flat = np.full((2, 6, 6, 1), 0.4, np.float32)
+    np.testing.assert_allclose(preprocess.box_smooth(flat), flat, rtol=1e-6)  # edges too: no zero padding
+    spike = np.zeros((1, 6, 6, 1), np.float32)
+    spike[0, 3, 3] = 1.0
+    smoothed = preprocess.box_smooth(spike)[0, ..., 0]
+    assert smoothed.sum() == pytest.approx(1.0) and smoothed.max() == pytest.approx(0.25)
+    assert set(zip(*np.nonzero(smoothed))) == {(2, 2), (2, 3), (3, 2), (3, 3)}  # windows that start up and left of it
+    views = evaluate.augmented_views(spike, smooth=2)
+    assert len(views) == 1 and np.allclose(views[0], preprocess.box_smooth(spike))
