@@ -73,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="train nothing: score these recorded runs' seeds as they were trained "
                                  "(models/experiments/TAG/), e.g. with --test-time")
     experiment.add_argument("--test-time", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                            help="predict with test-time augmentation: views=N and the rotation, shift and zoom "
-                                 "ranges (default: the training augmentation's), e.g. views=8 zoom=0")
+                            help="change how the seeds predict: views=N for test-time augmentation, with rotation, "
+                                 "shift and zoom ranges (default: the training augmentation's), and smooth=N to "
+                                 "average each N x N window first, e.g. views=8 zoom=0, or smooth=2")
     experiment.add_argument("--judge", action="store_true",
                             help="train nothing: judge the recorded run again by the current rule")
 

@@ -11,7 +11,8 @@ numbers, so that a row can be regenerated and a new one added with one command::
     pneumonia experiment views --models published published-seeds345 --test-time views=8 zoom=0 \
         --seeds 0 1 2 3 4 5 --against published published-seeds345   # trained seeds, predicted with 8 views
 
-Each run trains the seeds (models under ``models/experiments/TAG/``), scores every seed at its own
+Each run trains the seeds (models under ``models/experiments/TAG/``; with ``--models``, it takes
+recorded runs' trained seeds instead), scores every seed at its own
 validation threshold on validation, on two simulated-shift copies of it (seeds 1 and 3, strengths 1
 and 1.5, as notebook 04) and on the one-change map (``preprocess.ONE_FACTOR_SHIFTS``), and writes
 ``reports/experiments/TAG.json``. Against a reference run on the same seeds (``--against``, by default
@@ -240,8 +241,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     the comparison and verdict.
 
     ``models_from`` names recorded runs whose trained seeds are scored instead, as they are (no
-    settings); ``test_time`` (``KEY=VALUE`` pairs, :func:`parse_test_time`) predicts with test-time
-    augmentation, each seed's threshold chosen again by the same rule on the views' mean probability.
+    settings); ``test_time`` (``KEY=VALUE`` pairs, :func:`parse_test_time`) changes how they predict
+    (smoothing, views), each seed's threshold chosen again by the same rule on the new probabilities.
     """
     from pneumonia import data as dataset
     from pneumonia.models import load_model
@@ -260,18 +261,26 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
                          f"(no settings, --against none) and compare with it (--against, several runs pooled)")
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
-    trained_files = recorded_models(models_from, seeds, run_config.name) if models_from else None
-    splits = split.read_splits(splits_csv, data)
-    manifest_hash = dataset.load_manifest(data)["dataset_sha256"]
-    val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
-    if trained_files:
-        members = [(load_model(path), json.loads(path.with_suffix(".json").read_text())) for path in trained_files]
+    if models_from:
+        trained_files = recorded_models(models_from, seeds, run_config.name)
+        sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in trained_files]
         # A setting added after a model was trained is missing from its sidecar: it trained with the default.
         defaults = asdict(train.TrainConfig())
-        configs = {json.dumps({**defaults, **sidecar["config"]}, sort_keys=True) for _, sidecar in members}
-        if len(configs) > 1 or any(sidecar["data_manifest_sha256"] != manifest_hash for _, sidecar in members):
-            raise ValueError(f"the models of {models_from} differ in configuration or data: score them apart")
-        run_settings = {**defaults, **members[0][1]["config"]}
+        configs = {json.dumps({**defaults, **sidecar["config"]}, sort_keys=True) for sidecar in sidecars}
+        if len(configs) > 1:
+            raise ValueError(f"the models of {models_from} differ in configuration: score them apart")
+        run_settings = {**defaults, **sidecars[0]["config"]}
+    else:
+        run_settings = asdict(run_config)
+    # Parsed before anything trains: a mistyped setting must not cost the seeds' training.
+    prediction = parse_test_time(test_time or [], run_settings["augmentation"])
+    manifest_hash = dataset.load_manifest(data)["dataset_sha256"]
+    if models_from and any(sidecar["data_manifest_sha256"] != manifest_hash for sidecar in sidecars):
+        raise ValueError(f"the models of {models_from} were trained on other data than {data or 'data/raw'}")
+    splits = split.read_splits(splits_csv, data)
+    val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
+    if models_from:
+        members = [(load_model(path), sidecar) for path, sidecar in zip(trained_files, sidecars)]
     else:
         train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
                                                               run_config.channels, limit=parameters.get("limit"))
@@ -282,20 +291,18 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
             sidecar = train.train_one(run_config, seed, train_images, train_labels, val_images, val_labels,
                                       manifest_hash, models_dir, models_dir / "training")
             members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
-        run_settings = asdict(run_config)
-    views = parse_test_time(test_time or [], run_settings["augmentation"])
-    if views:
-        members = [(model, views_threshold(model, sidecar, views, val_images, val_labels))
+    if prediction:
+        members = [(model, views_threshold(model, sidecar, prediction, val_images, val_labels))
                    for model, sidecar in members]
     record = {"tag": tag, "settings": settings, "profile": profile, "config": run_settings,
               **({"models_from": list(models_from)} if models_from else {}),
-              **({"test_time": views} if views else {}),
+              **({"test_time": prediction} if prediction else {}),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
-              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=views)}
-    if views:
+              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=prediction)}
+    if prediction:
         for row, (model, sidecar) in zip(record["per_seed"], members):
             row["one_image_seconds"] = evaluate.one_image_seconds(
-                model, preprocess.model_inputs(val_images[:1], sidecar), views)
+                model, preprocess.model_inputs(val_images[:1], sidecar), prediction)
     if reference is not None:
         _judge_against(record, reference)
     reporting.write_json(experiments_dir() / f"{tag}.json", record)

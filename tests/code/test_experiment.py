@@ -85,6 +85,13 @@ def test_a_reference_without_the_runs_seeds_is_refused_before_any_training(tmp_p
         experiment.run("fresh", {}, seeds=(3, 4, 5))
 
 
+def test_a_mistyped_test_time_setting_is_refused_before_any_data_is_read(monkeypatch):
+    monkeypatch.setattr(experiment.split, "read_splits", lambda *args: pytest.fail("read data before the check"))
+    monkeypatch.setattr(experiment.train, "train_one", lambda *args, **kwargs: pytest.fail("trained a model"))
+    with pytest.raises(ValueError, match="takes a number"):
+        experiment.run("v", {"epochs": 3}, against=None, test_time=["views=eight"])
+
+
 def test_published_takes_no_settings():
     with pytest.raises(ValueError, match="another tag"):
         experiment.run(experiment.PUBLISHED, {"epochs": 2})
