@@ -6,6 +6,8 @@ image except the sample grid.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -103,3 +105,77 @@ def plot_sample_grid(splits: pd.DataFrame, per_class: int = 6, split: str = "tra
     figure.suptitle(f"Random {split} images per class")
     figure.tight_layout()
     return figure
+
+
+def sharpness(images: np.ndarray) -> np.ndarray:
+    """How much fine detail each image has: the mean absolute difference, in grey levels, between
+    horizontally and between vertically neighbouring pixels (a grain, an edge enhancement or a crisper
+    resize raises it; a blur lowers it)."""
+    out = np.empty(len(images), np.float32)
+    for start in range(0, len(images), 256):  # in chunks: float copies of a whole split would take gigabytes
+        pixels = images[start:start + 256].astype(np.float32)
+        if pixels.ndim == 4:
+            pixels = pixels.mean(-1)
+        across = np.abs(np.diff(pixels, axis=2)).mean((1, 2))
+        down = np.abs(np.diff(pixels, axis=1)).mean((1, 2))
+        out[start:start + 256] = (across + down) / 2
+    return out
+
+
+def sharpness_table(splits: pd.DataFrame, split: str = "train", image_size: int = 160, limit: int | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """One row per ``split`` image, grey at the models' ``image_size``: label, patient, its file-name numbering
+    (``person`` for PNEUMONIA, ``IM`` or ``NORMAL2-IM`` for NORMAL) and its sharpness, as decoded and after the
+    masked histogram equalisation the models see (notebook 03)."""
+    from pneumonia import preprocess
+
+    images, _, rows = preprocess.load_split(splits, split, image_size, 1, limit=limit, progress=progress)
+    frame = rows[["path", "label", "patient"]].copy()
+    names = frame["path"].map(lambda path: Path(path).name)
+    frame["numbering"] = np.select([names.str.startswith("NORMAL2-"), frame["label"] == config.CLASS_NAMES[0]],
+                                   ["NORMAL2-IM", "IM"], "person")
+    frame["sharpness"] = sharpness(images)
+    frame["sharpness_equalised"] = sharpness(preprocess.normalize_intensity(images, "equalize_masked"))
+    return frame
+
+
+def separability(frame: pd.DataFrame, column: str) -> float:
+    """ROC AUC of ``column`` alone for PNEUMONIA, lower values meaning PNEUMONIA (0.5: no information)."""
+    return float(roc_auc_score(frame["label"] == config.CLASS_NAMES[1], -frame[column]))
+
+
+NUMBERINGS = {"IM": "NORMAL, IM-…", "NORMAL2-IM": "NORMAL, NORMAL2-IM-…", "person": "PNEUMONIA, person…"}
+
+
+def plot_sharpness(frame: pd.DataFrame):
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    named = frame.assign(images=frame["numbering"].map(NUMBERINGS))
+    for axis, column, title in ((axes[0], "sharpness", "as decoded"),
+                                (axes[1], "sharpness_equalised", "after masked equalisation (model input)")):
+        sns.histplot(data=named, x=column, hue="images", hue_order=list(NUMBERINGS.values()), bins=50,
+                     element="step", stat="density", common_norm=False, ax=axis)
+        axis.set(title=f"Sharpness {title}: AUC alone {separability(frame, column):.2f}",
+                 xlabel="mean |difference| between neighbouring pixels (grey levels)")
+    figure.tight_layout()
+    return figure
+
+
+def sharpness_summary(frame: pd.DataFrame) -> dict:
+    """Per numbering, the images and their sharpness (mean, sd), as decoded and equalised; how well
+    sharpness alone separates the classes; and how well it tells the two NORMAL numberings apart."""
+    normal, pneumonia = config.CLASS_NAMES
+    by_numbering = {}
+    for numbering, group in frame.groupby("numbering"):
+        by_numbering[numbering] = {"images": int(len(group)),
+                                   **{f"{column}_{statistic}": round(float(getattr(group[column], statistic)()), 3)
+                                      for column in ("sharpness", "sharpness_equalised") for statistic in ("mean", "std")}}
+    normals = frame[frame["label"] == normal]
+    numberings = normals.assign(label=normals["numbering"].map({"IM": normal, "NORMAL2-IM": pneumonia}))
+    both = numberings["label"].nunique() == 2
+    return {
+        "images": int(len(frame)),
+        "by_numbering": by_numbering,
+        "roc_auc_alone": round(separability(frame, "sharpness"), 4),
+        "roc_auc_alone_equalised": round(separability(frame, "sharpness_equalised"), 4),
+        "normal_numberings_roc_auc": round(separability(numberings, "sharpness"), 4) if both else None,
+    }
