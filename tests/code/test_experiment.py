@@ -97,8 +97,9 @@ def test_published_takes_no_settings():
         experiment.run(experiment.PUBLISHED, {"epochs": 2})
 
 
-def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_published_run(
-        synthetic_source, tmp_path, monkeypatch):
+def _smoke_experiment(synthetic_source, tmp_path, monkeypatch) -> dict:
+    """The synthetic dataset fetched and split under ``tmp_path``, models and reports written there too;
+    returns the arguments of an ``experiment.run`` on it (one seed, smoke profile)."""
     from pneumonia import data, split
 
     raw = tmp_path / "raw"
@@ -106,7 +107,12 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     split.split_data(raw, tmp_path / "splits.csv")
     monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
     monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
-    common = {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
+    return {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
+
+
+def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_published_run(
+        synthetic_source, tmp_path, monkeypatch):
+    common = _smoke_experiment(synthetic_source, tmp_path, monkeypatch)
     published = experiment.run(experiment.PUBLISHED, **common)
     variant = experiment.run("smoother", {"ema_momentum": 0.9}, **common)
 
@@ -245,14 +251,7 @@ def test_recorded_models_are_found_once_per_seed_among_the_named_runs(tmp_path, 
 
 
 def test_recorded_models_are_scored_with_test_time_views_without_training(synthetic_source, tmp_path, monkeypatch):
-    from pneumonia import data, split
-
-    raw = tmp_path / "raw"
-    data.fetch(synthetic_source, raw, progress=False)
-    split.split_data(raw, tmp_path / "splits.csv")
-    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
-    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
-    common = {"seeds": [0], "profile": "smoke", "data": raw, "splits_csv": tmp_path / "splits.csv"}
+    common = _smoke_experiment(synthetic_source, tmp_path, monkeypatch)
     published = experiment.run(experiment.PUBLISHED, **common)
     monkeypatch.setattr(experiment.train, "train_one", lambda *args, **kwargs: pytest.fail("trained a model"))
     sidecar_path = tmp_path / "models" / "experiments" / experiment.PUBLISHED / "cnn-seed0.json"
