@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="change how the seeds predict: views=N for test-time augmentation, with rotation, "
                                  "shift and zoom ranges (default: the training augmentation's), and smooth=N to "
                                  "average each N x N window first, e.g. views=8 zoom=0, or smooth=2")
+    experiment.add_argument("--rule", choices=["third", "fourth"], default="third",
+                            help="notebook 04's rule for the verdict: the third (gain above twice its spread) or the "
+                                 "fourth (a gain in every one of six or more seeds), declared for variants after (u)")
     experiment.add_argument("--judge", action="store_true",
                             help="train nothing: judge the recorded run again by the current rule")
 
@@ -145,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             from pneumonia import experiment
 
             if args.judge:
-                print(experiment.describe(experiment.judge(args.tag, args.against)))
+                print(experiment.describe(experiment.judge(args.tag, args.against, args.rule)))
             else:
                 settings = experiment.parse_settings(args.settings)
                 print(experiment.describe(experiment.run(args.tag, settings, args.seeds, args.profile,
                                                          against=args.against, models_from=args.models,
-                                                         test_time=args.test_time)))
+                                                         test_time=args.test_time, rule=args.rule)))
         elif args.command == "bench":
             from pneumonia import bench
 

@@ -209,36 +209,48 @@ def epoch_seconds(record: dict) -> float:
     return float(np.mean([row["train_seconds"] / row["epochs_run"] for row in record["per_seed"]]))
 
 
-def verdict(comparison: dict, min_gain: float = 0.002, tolerance: float = 0.002, max_time_ratio: float = 1.25,
-            max_one_image_seconds: float = 0.25) -> dict:
-    """Notebook 04's third rule: adopt when the mean paired gain in the map's ROC AUC is more than twice
-    its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
+RULES = ("third", "fourth")
+
+
+def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tolerance: float = 0.002,
+            max_time_ratio: float = 1.25, max_one_image_seconds: float = 0.25, min_seeds: int = 6) -> dict:
+    """Notebook 04's rules. The third: adopt when the mean paired gain in the map's ROC AUC is more than
+    twice its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
     strength-1.5 AUC are each no more than ``tolerance`` lower, a training epoch takes no more than
     ``max_time_ratio`` times as long, and both sides were trained on the same CPU, data and profile.
     A variant that predicts with several views also answers for one image within ``max_one_image_seconds``
-    (variant (g)'s guard)."""
-    checks = {
-        "gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"],
+    (variant (g)'s guard).
+
+    The fourth (declared after (u), for variants from then on) replaces the spread check by a sign test:
+    a gain in every one of at least ``min_seeds`` seeds. The guards are the same."""
+    if rule not in RULES:
+        raise ValueError(f"the rule is one of {', '.join(RULES)}, not {rule!r}")
+    gains = comparison["map_roc_auc_gains"]
+    if rule == "third":
+        checks = {"gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"]}
+    else:
+        checks = {f"a gain in every seed, {min_seeds} or more": len(gains) >= min_seeds and all(g > 0 for g in gains)}
+    checks.update({
         f"gain above {min_gain:g}": comparison["map_roc_auc_gain"] > min_gain,
         "clean validation AUC kept": comparison["validation_roc_auc_change"] >= -tolerance,
         "strength-1.5 AUC kept": comparison["shifted_x1.5_roc_auc_change"] >= -tolerance,
         f"epoch time within {max_time_ratio:g}x": comparison["epoch_seconds_ratio"] <= max_time_ratio,
         "same CPU": comparison["same_machine"],
         "same data and profile": comparison["same_data"],
-    }
+    })
     if "one_image_seconds" in comparison:
         checks[f"one image within {max_one_image_seconds * 1000:g} ms"] = \
             comparison["one_image_seconds"] <= max_one_image_seconds
-    return {"adopt": all(checks.values()), "checks": checks}
+    return {"rule": rule, "adopt": all(checks.values()), "checks": checks}
 
 
 def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = "full",
         data: Path | str | None = None, splits_csv: Path | str | None = None,
         against: str | list[str] | None = PUBLISHED, models_from: list[str] | None = None,
-        test_time: list[str] | None = None) -> dict:
+        test_time: list[str] | None = None, rule: str = "third") -> dict:
     """Train ``tag`` (notebook 04's configuration with ``settings`` changed) over ``seeds``, score it and
     write ``reports/experiments/TAG.json``; against the recorded ``against`` run (or runs, pooled), add
-    the comparison and verdict.
+    the comparison and ``rule``'s verdict (:func:`verdict`).
 
     ``models_from`` names recorded runs whose trained seeds are scored instead, as they are (no
     settings); ``test_time`` (``KEY=VALUE`` pairs, :func:`parse_test_time`) changes how they predict
@@ -249,6 +261,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     from pneumonia.reproduce import notebook_parameters
 
     settings = settings or {}
+    if rule not in RULES:
+        raise ValueError(f"the rule is one of {', '.join(RULES)}, not {rule!r}")
     if tag == PUBLISHED and (settings or models_from or test_time):
         raise ValueError(f"{PUBLISHED!r} is notebook 04's configuration as it is; give a variant another tag")
     if models_from and settings:
@@ -304,7 +318,7 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
             row["one_image_seconds"] = evaluate.one_image_seconds(
                 model, preprocess.model_inputs(val_images[:1], sidecar), prediction)
     if reference is not None:
-        _judge_against(record, reference)
+        _judge_against(record, reference, rule)
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record
 
@@ -344,10 +358,10 @@ def describe_test_time(test_time: dict) -> str:
     return ", ".join(parts)
 
 
-def _judge_against(record: dict, reference: dict) -> None:
-    """Set ``record``'s comparison with ``reference`` and the rule's verdict, as ``run`` and ``judge`` both do."""
+def _judge_against(record: dict, reference: dict, rule: str = "third") -> None:
+    """Set ``record``'s comparison with ``reference`` and ``rule``'s verdict, as ``run`` and ``judge`` both do."""
     record["comparison"] = compare(record, reference)
-    record["verdict"] = verdict(record["comparison"])
+    record["verdict"] = verdict(record["comparison"], rule)
 
 
 def load_reference(against: str | list[str] | None, tag: str) -> dict | None:
@@ -361,9 +375,9 @@ def load_reference(against: str | list[str] | None, tag: str) -> dict | None:
     return pool([json.loads((experiments_dir() / f"{name}.json").read_text()) for name in tags]) if tags else None
 
 
-def judge(tag: str, against: str | list[str] | None = PUBLISHED) -> dict:
-    """Compare the recorded ``tag`` with the recorded ``against`` again, by the current rule, and rewrite
-    its record: a rule's later checks apply to earlier runs without training them again."""
+def judge(tag: str, against: str | list[str] | None = PUBLISHED, rule: str = "third") -> dict:
+    """Compare the recorded ``tag`` with the recorded ``against`` again, by ``rule`` as it is now, and
+    rewrite its record: a rule's later checks apply to earlier runs without training them again."""
     path = experiments_dir() / f"{tag}.json"
     if not path.exists():
         raise ValueError(f"no recorded run {tag!r} in {experiments_dir()}")
@@ -371,7 +385,7 @@ def judge(tag: str, against: str | list[str] | None = PUBLISHED) -> dict:
     if reference is None:
         raise ValueError(f"judging {tag!r} needs another recorded run to compare with (--against)")
     record = json.loads(path.read_text())
-    _judge_against(record, reference)
+    _judge_against(record, reference, rule)
     reporting.write_json(path, record)
     return record
 
@@ -389,6 +403,7 @@ def describe(record: dict) -> str:
         lines.append(f"against {comparison['against']}: paired map AUC gain {comparison['map_roc_auc_gain']:+.4f} "
                      f"(2 sd {2 * comparison['map_roc_auc_gain_std']:.4f}; per seed "
                      f"{', '.join(format(g, '+.4f') for g in comparison['map_roc_auc_gains'])})")
-        lines.append(("adopt" if record["verdict"]["adopt"] else "not adopted") + ": " +
+        lines.append(("adopt" if record["verdict"]["adopt"] else "not adopted") +
+                     f" by the {record['verdict'].get('rule', 'third')} rule: " +
                      "; ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items()))
     return "\n".join(lines)

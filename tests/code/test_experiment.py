@@ -191,19 +191,21 @@ def test_several_references_on_the_command_line_reach_the_run(monkeypatch):
     from pneumonia import cli
 
     received = {}
-    monkeypatch.setattr(experiment, "run", lambda tag, settings, seeds, profile, against, models_from, test_time:
+    monkeypatch.setattr(experiment, "run", lambda tag, settings, seeds, profile, against, models_from, test_time, rule:
                         received.update(seeds=seeds, against=against, models_from=models_from,
-                                        test_time=test_time) or {})
+                                        test_time=test_time, rule=rule) or {})
     monkeypatch.setattr(experiment, "describe", lambda record: "")
     cli.main(["experiment", "v", "--seeds", "0", "1", "2", "3", "--against", "published", "published-seeds345"])
     assert received == {"seeds": [0, 1, 2, 3], "against": ["published", "published-seeds345"], "models_from": None,
-                        "test_time": []}
+                        "test_time": [], "rule": "third"}
     cli.main(["experiment", "v", "--against", "none"])
     assert received["against"] == [None]
     cli.main(["experiment", "v", "--models", "published", "published-seeds345", "--test-time", "views=8",
               "--test-time", "zoom=0"])
     assert received["models_from"] == ["published", "published-seeds345"]
     assert received["test_time"] == ["views=8", "zoom=0"]
+    cli.main(["experiment", "v", "--rule", "fourth"])
+    assert received["rule"] == "fourth"
 
 
 def test_test_time_settings_default_to_the_training_augmentation_and_are_checked():
@@ -271,3 +273,25 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     assert viewed["comparison"]["epoch_seconds_ratio"] == 1.0  # the same trained models
     assert "one image within 250 ms" in viewed["verdict"]["checks"]
     assert json.loads((tmp_path / "reports" / "experiments" / "views.json").read_text())["test_time"]["views"] == 3
+
+
+def test_the_fourth_rule_asks_for_a_gain_in_every_one_of_six_seeds_instead_of_a_small_spread():
+    reference = _record("published", [0.990] * 6, seeds=range(6))
+    uneven = _record("v", [0.9910, 0.9920, 0.9945, 0.9930, 0.9920, 0.9910], seeds=range(6))  # +0.001 .. +0.0045
+    comparison = experiment.compare(uneven, reference)
+    third, fourth = experiment.verdict(comparison), experiment.verdict(comparison, rule="fourth")
+    assert third["rule"] == "third" and third["adopt"] is False
+    assert [name for name, ok in third["checks"].items() if not ok] == ["gain above twice its spread"]
+    assert fourth["rule"] == "fourth" and fourth["adopt"] is True
+    one_loss = experiment.compare(_record("v", [0.9890, 0.9960, 0.9945, 0.9930, 0.9920, 0.9910], seeds=range(6)),
+                                  reference)
+    assert one_loss["map_roc_auc_gain"] > 0.002 and experiment.verdict(one_loss, rule="fourth")["checks"][
+        "a gain in every seed, 6 or more"] is False
+    five = experiment.compare(_record("v", [0.995] * 5, seeds=range(5)), reference)
+    assert experiment.verdict(five, rule="fourth")["adopt"] is False  # a sign test on five seeds is too weak
+    small = experiment.compare(_record("v", [0.9915] * 6, seeds=range(6)), reference)
+    assert experiment.verdict(small, rule="fourth")["checks"]["gain above 0.002"] is False
+    with pytest.raises(ValueError, match="one of third, fourth"):
+        experiment.verdict(comparison, rule="fifth")
+    with pytest.raises(ValueError, match="one of third, fourth"):
+        experiment.run("v", {}, rule="fifth")
