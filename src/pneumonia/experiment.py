@@ -306,7 +306,7 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
                                       manifest_hash, models_dir, models_dir / "training")
             members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
     if prediction:
-        members = [(model, views_threshold(model, sidecar, prediction, val_images, val_labels))
+        members = [(model, threshold_for_test_time(model, sidecar, prediction, val_images, val_labels))
                    for model, sidecar in members]
     record = {"tag": tag, "settings": settings, "profile": profile, "config": run_settings,
               **({"models_from": list(models_from)} if models_from else {}),
@@ -336,9 +336,11 @@ def recorded_models(tags: list[str], seeds, name: str = "cnn") -> list[Path]:
     return files
 
 
-def views_threshold(model, sidecar: dict, test_time: dict, val_images: np.ndarray, val_labels: np.ndarray) -> dict:
-    """``sidecar`` with its threshold chosen again, by the rule that chose it, on the mean over ``test_time``'s
-    views: averaging views moves the probabilities, so the one-view threshold no longer fits them."""
+def threshold_for_test_time(model, sidecar: dict, test_time: dict, val_images: np.ndarray,
+                            val_labels: np.ndarray) -> dict:
+    """``sidecar`` with its threshold chosen again, by the rule that chose it, on the probabilities that
+    ``test_time`` gives (smoothed inputs, the mean over views): they differ from the plain ones, so the
+    plain threshold no longer fits them."""
     def predict(images):
         return evaluate.seed_probabilities([(model, sidecar)], images, test_time=test_time)[0]
 
