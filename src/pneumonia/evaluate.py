@@ -6,6 +6,7 @@ split is scored with it by ``evaluate_models``, which only notebook 06 calls.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -123,22 +124,71 @@ def predict_probabilities(model, images: np.ndarray, sidecar: dict, batch_size: 
 def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
                        test_time: dict | None = None) -> list[np.ndarray]:
     """PNEUMONIA probabilities of each ``(model, sidecar)`` pair, each input prepared as its sidecar says;
-    with ``test_time`` (:func:`augmented_views`' settings), each the mean over those views of the images.
+    with ``test_time`` (:func:`augmented_views`' settings), each the mean over those views of the images,
+    and with its ``adapt`` set, each view scored with BatchNorm statistics of its own (:func:`adapted_batchnorm`).
 
     The seeds of one model share their preparation, and preparing (equalising) is per-image Python
     work, so each distinct preparation (and its views) runs once, not once per member.
     """
     from pneumonia import preprocess
 
+    test_time = dict(test_time or {})
+    adapt = bool(test_time.pop("adapt", 0))
     inputs, out = {}, []
     for model, sidecar in members:
         key = preprocess.preparation(sidecar)
         if key not in inputs:
             prepared = preprocess.model_inputs(images, sidecar)
             inputs[key] = augmented_views(prepared, batch_size=batch_size, **test_time) if test_time else [prepared]
-        out.append(np.mean([model.predict(view, batch_size=batch_size, verbose=0).ravel() for view in inputs[key]],
-                           axis=0))
+        probabilities = []
+        for view in inputs[key]:
+            with adapted_batchnorm(model, view, batch_size) if adapt else contextlib.nullcontext():
+                probabilities.append(model.predict(view, batch_size=batch_size, verbose=0).ravel())
+        out.append(np.mean(probabilities, axis=0))
     return out
+
+
+@contextlib.contextmanager
+def adapted_batchnorm(model, inputs: np.ndarray, batch_size: int = 64):
+    """Within the block, ``model``'s BatchNorm statistics are those of the prepared ``inputs`` scored
+    together, not of the training images (AdaBN: Li et al. 2016; Schneider et al. 2020); they are put
+    back after it.
+
+    Each layer's mean and variance are pooled exactly over the batches of ``inputs``, in one pass in which
+    each batch is normalised by its own statistics, as in training (SWA's ``bn_update``). Transductive: every answer depends on the other images of the set, and on
+    their mix of classes, so a set needs many images from one machine (notebook 04, variant (w)).
+    """
+    import tensorflow as tf
+
+    from pneumonia.train import batchnorm_layers
+
+    layers = batchnorm_layers(model)
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum) for layer in layers]
+    try:
+        if len(inputs) and layers:
+            sums = [[np.zeros_like(mean), np.zeros_like(mean)] for mean, _, _ in saved]
+            for layer in layers:
+                layer.momentum = 0.0  # a training-mode pass then leaves exactly its batch's statistics
+            forward = tf.function(lambda batch: model(batch, training=True), reduce_retracing=True)
+            for start in range(0, len(inputs), batch_size):
+                batch = inputs[start:start + batch_size]
+                forward(tf.constant(batch))
+                for (mean_sum, square_sum), layer in zip(sums, layers):
+                    mean = layer.moving_mean.numpy()
+                    mean_sum += len(batch) * mean
+                    square_sum += len(batch) * (layer.moving_variance.numpy() + mean ** 2)
+            for (mean_sum, square_sum), layer in zip(sums, layers):
+                mean = mean_sum / len(inputs)
+                layer.moving_mean.assign(mean)
+                layer.moving_variance.assign(np.maximum(square_sum / len(inputs) - mean ** 2, 0.0))
+            for layer, (_, _, momentum) in zip(layers, saved):
+                layer.momentum = momentum
+        yield model
+    finally:
+        for layer, (mean, variance, momentum) in zip(layers, saved):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+            layer.momentum = momentum
 
 
 def augmented_views(inputs: np.ndarray, views: int = 1, rotation: float = 0.0, shift: float = 0.0,
@@ -164,7 +214,7 @@ def one_image_seconds(model, inputs: np.ndarray, test_time: dict | None = None, 
     """Median seconds to answer for one prepared image, its views (if any) made and scored in one batch."""
     import time
 
-    test_time = test_time or {}
+    test_time = {key: value for key, value in (test_time or {}).items() if key != "adapt"}
     image = inputs[:1]
     model(np.concatenate(augmented_views(image, **test_time)), training=False)  # warm-up, not timed
     seconds = []

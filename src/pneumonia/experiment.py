@@ -74,31 +74,36 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-TEST_TIME_KEYS = ("views", "smooth", "rotation", "shift", "zoom")
+TEST_TIME_KEYS = ("views", "smooth", "adapt", "rotation", "shift", "zoom")
+INTEGER_TEST_TIME_KEYS = ("views", "smooth", "adapt")
 
 
 def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
     """``["views=8", "zoom=0"]`` -> test-time settings (``evaluate.augmented_views``): the number of views,
-    ranges that default to the training ``augmentation``'s, and the window of a smoothing before them
-    (``smooth=2``). None without pairs."""
+    ranges that default to the training ``augmentation``'s, the window of a smoothing before them
+    (``smooth=2``), and ``adapt=1`` for BatchNorm statistics of the images scored together
+    (``evaluate.adapted_batchnorm``). None without pairs."""
     if not pairs:
         return None
-    test_time = {"views": 1, "smooth": 0, **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS[2:]}}
+    test_time = {"views": 1, "smooth": 0, "adapt": 0,
+                 **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS if key not in INTEGER_TEST_TIME_KEYS}}
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if not equals or key not in TEST_TIME_KEYS:
             raise ValueError(f"a test-time setting is one of {', '.join(k + '=...' for k in TEST_TIME_KEYS)}, "
                              f"not {pair!r}")
         try:
-            value = int(text) if key in ("views", "smooth") else float(text)
+            value = int(text) if key in INTEGER_TEST_TIME_KEYS else float(text)
         except ValueError:
             raise ValueError(f"{key} takes a number, not {text!r}") from None
         if value < 0:
             raise ValueError(f"{key} cannot be negative ({pair!r})")
         test_time[key] = value
-    if test_time["views"] < 2 and test_time["smooth"] < 2:
-        raise ValueError("a test-time change needs views=2 or more (the image itself is one of them) or smooth=2 "
-                         "or more")
+    if test_time["adapt"] not in (0, 1):
+        raise ValueError(f"adapt is 0 or 1, not {test_time['adapt']}")
+    if test_time["views"] < 2 and test_time["smooth"] < 2 and not test_time["adapt"]:
+        raise ValueError("a test-time change needs views=2 or more (the image itself is one of them), smooth=2 "
+                         "or more, or adapt=1")
     return test_time
 
 
@@ -136,13 +141,32 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
         row["map_roc_auc"] = float(by_seed.loc[row["seed"], "roc_auc"])
         row["map_balanced_accuracy"] = float(by_seed.loc[row["seed"], "balanced_accuracy"])
     changes = changed.groupby("shift", sort=False)[list(evaluate.HEADLINE)].mean().round(4).to_dict("index")
+    if test_time and test_time.get("adapt"):
+        # Adapted statistics depend on the set's mix of classes: a set with another mix must not move the answers.
+        rows = half_normal(val_labels)
+        for row, (_, sidecar), probability in zip(per_seed, members, evaluate.seed_probabilities(
+                members, val_images[rows], test_time=test_time)):
+            scored = evaluate.binary_metrics(val_labels[rows], probability, sidecar["threshold"])
+            row[HALF_NORMAL] = {metric: scored[metric] for metric in evaluate.HEADLINE}
     return {"per_seed": per_seed, "summary": summarize(per_seed), "ensemble": ensemble, "map": changes}
+
+
+HALF_NORMAL = "validation_half_normal"
+
+
+def half_normal(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Indices of a validation set with another mix of classes: every NORMAL image and as many PNEUMONIA
+    images drawn at random, in their original order."""
+    normal, pneumonia = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    drawn = np.random.default_rng(seed).choice(pneumonia, size=min(len(normal), len(pneumonia)), replace=False)
+    return np.sort(np.r_[normal, drawn])
 
 
 def summarize(per_seed: list[dict]) -> dict:
     """Mean and standard deviation over the seeds of each scored row's numbers."""
     flat = [{**{key: r[key] for key in ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds")},
-             **{f"{c}_{m}": r[c][m] for c in CONDITIONS for m in evaluate.HEADLINE}} for r in per_seed]
+             **{f"{c}_{m}": r[c][m] for c in (*CONDITIONS, HALF_NORMAL) if c in r for m in evaluate.HEADLINE}}
+            for r in per_seed]
     return evaluate.summarize_seeds(flat, tuple(flat[0]))
 
 
@@ -183,6 +207,8 @@ def compare(variant: dict, reference: dict) -> dict:
     if missing:
         raise ValueError(f"the reference has no seed {missing}: a paired comparison needs the same seeds")
     gains = [row["map_roc_auc"] - reference_seeds[row["seed"]]["map_roc_auc"] for row in variant["per_seed"]]
+    balanced_gains = [row["map_balanced_accuracy"] - reference_seeds[row["seed"]]["map_balanced_accuracy"]
+                      for row in variant["per_seed"]]
     ours, theirs = variant["summary"], reference["summary"]
     same_machine, same_data = same_conditions(variant, reference)
     return {
@@ -190,6 +216,13 @@ def compare(variant: dict, reference: dict) -> dict:
         "map_roc_auc_gains": gains,
         "map_roc_auc_gain": float(np.mean(gains)),
         "map_roc_auc_gain_std": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+        "map_balanced_accuracy_gains": balanced_gains,
+        "map_balanced_accuracy_gain": float(np.mean(balanced_gains)),
+        "map_balanced_accuracy_gain_std": float(np.std(balanced_gains, ddof=1)) if len(balanced_gains) > 1 else 0.0,
+        "validation_sensitivity_change": ours["validation_sensitivity"] - theirs["validation_sensitivity"],
+        **({"class_mix_change": max(abs(ours[f"{HALF_NORMAL}_{metric}"] - ours[f"validation_{metric}"])
+                                    for metric in ("sensitivity", "specificity"))}
+           if f"{HALF_NORMAL}_sensitivity" in ours else {}),
         "validation_roc_auc_change": ours["validation_roc_auc"] - theirs["validation_roc_auc"],
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
@@ -209,11 +242,13 @@ def epoch_seconds(record: dict) -> float:
     return float(np.mean([row["train_seconds"] / row["epochs_run"] for row in record["per_seed"]]))
 
 
-RULES = ("third", "fourth")
+RULES = ("third", "fourth", "fifth")
 
 
 def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tolerance: float = 0.002,
-            max_time_ratio: float = 1.25, max_one_image_seconds: float = 0.25, min_seeds: int = 6) -> dict:
+            max_time_ratio: float = 1.25, max_one_image_seconds: float = 0.25, min_seeds: int = 6,
+            min_balanced_gain: float = 0.01, sensitivity_tolerance: float = 0.02, class_mix_tolerance: float = 0.03
+            ) -> dict:
     """Notebook 04's rules. The third: adopt when the mean paired gain in the map's ROC AUC is more than
     twice its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
     strength-1.5 AUC are each no more than ``tolerance`` lower, a training epoch takes no more than
@@ -222,16 +257,36 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
     (variant (g)'s guard).
 
     The fourth (declared after (u), for variants from then on) replaces the spread check by a sign test:
-    a gain in every one of at least ``min_seeds`` seeds. The guards are the same."""
+    a gain in every one of at least ``min_seeds`` seeds. The guards are the same.
+
+    The fifth (declared before (w)) judges the map's balanced accuracy at each seed's own threshold, the
+    operating point that fails under framing changes: a gain in every one of at least ``min_seeds``
+    seeds and a mean gain above ``min_balanced_gain``; the map's ROC AUC no more than ``tolerance``
+    lower, clean validation sensitivity no more than ``sensitivity_tolerance`` lower, and, for answers
+    that depend on the set scored (``adapt``), sensitivity and specificity on a half-NORMAL validation
+    set within ``class_mix_tolerance`` of the whole set's. The other guards are the third rule's."""
     if rule not in RULES:
         raise ValueError(f"the rule is one of {', '.join(RULES)}, not {rule!r}")
     gains = comparison["map_roc_auc_gains"]
     if rule == "third":
         checks = {"gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"]}
-    else:
+    elif rule == "fourth":
         checks = {f"a gain in every seed, {min_seeds} or more": len(gains) >= min_seeds and all(g > 0 for g in gains)}
+    else:
+        balanced = comparison["map_balanced_accuracy_gains"]
+        checks = {
+            f"a balanced-accuracy gain in every seed, {min_seeds} or more":
+                len(balanced) >= min_seeds and all(g > 0 for g in balanced),
+            f"balanced-accuracy gain above {min_balanced_gain:g}":
+                comparison["map_balanced_accuracy_gain"] > min_balanced_gain,
+            "map AUC kept": comparison["map_roc_auc_gain"] >= -tolerance,
+            "clean validation sensitivity kept": comparison["validation_sensitivity_change"] >= -sensitivity_tolerance,
+        }
+        if "class_mix_change" in comparison:
+            checks["another class mix, same answers"] = comparison["class_mix_change"] <= class_mix_tolerance
+    if rule != "fifth":
+        checks[f"gain above {min_gain:g}"] = comparison["map_roc_auc_gain"] > min_gain
     checks.update({
-        f"gain above {min_gain:g}": comparison["map_roc_auc_gain"] > min_gain,
         "clean validation AUC kept": comparison["validation_roc_auc_change"] >= -tolerance,
         "strength-1.5 AUC kept": comparison["shifted_x1.5_roc_auc_change"] >= -tolerance,
         f"epoch time within {max_time_ratio:g}x": comparison["epoch_seconds_ratio"] <= max_time_ratio,
@@ -353,6 +408,8 @@ def threshold_for_test_time(model, sidecar: dict, test_time: dict, val_images: n
 def describe_test_time(test_time: dict) -> str:
     """``{"views": 8, "smooth": 2, ...}`` -> "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views"."""
     parts = []
+    if test_time.get("adapt"):
+        parts.append("BatchNorm statistics re-estimated on the images scored together")
     if test_time.get("smooth", 0) > 1:
         parts.append(f"each input smoothed over {test_time['smooth']} x {test_time['smooth']} pixels")
     if test_time["views"] > 1:
@@ -405,6 +462,9 @@ def describe(record: dict) -> str:
         lines.append(f"against {comparison['against']}: paired map AUC gain {comparison['map_roc_auc_gain']:+.4f} "
                      f"(2 sd {2 * comparison['map_roc_auc_gain_std']:.4f}; per seed "
                      f"{', '.join(format(g, '+.4f') for g in comparison['map_roc_auc_gains'])})")
+        if "map_balanced_accuracy_gains" in comparison:
+            lines.append(f"paired map balanced-accuracy gain {comparison['map_balanced_accuracy_gain']:+.4f} (per seed "
+                         f"{', '.join(format(g, '+.4f') for g in comparison['map_balanced_accuracy_gains'])})")
         lines.append(("adopt" if record["verdict"]["adopt"] else "not adopted") +
                      f" by the {record['verdict'].get('rule', 'third')} rule: " +
                      "; ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items()))

@@ -188,3 +188,46 @@ def test_box_smoothing_averages_each_two_by_two_window_and_keeps_flat_images_and
     assert set(zip(*np.nonzero(smoothed))) == {(2, 2), (2, 3), (3, 2), (3, 3)}  # windows that start up and left of it
     views = evaluate.augmented_views(spike, smooth=2)
     assert len(views) == 1 and np.allclose(views[0], preprocess.box_smooth(spike))
+
+
+def _batchnorm_model(size=8):
+    import keras
+
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.BatchNormalization(name="first_bn")(inputs)
+    x = keras.layers.Conv2D(3, 3, name="conv")(x)
+    x = keras.layers.BatchNormalization(name="second_bn")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_adapted_batchnorm_pools_the_statistics_of_the_whole_set_and_puts_the_trained_ones_back():
+    model = _batchnorm_model()
+    first = model.get_layer("first_bn")
+    trained = [variable.numpy().copy() for variable in model.non_trainable_variables]
+    inputs = (np.random.default_rng(2).random((10, 8, 8, 1)) * 3 + 5).astype(np.float32)
+    with evaluate.adapted_batchnorm(model, inputs, batch_size=4):  # batches of 4, 4 and 2
+        np.testing.assert_allclose(first.moving_mean.numpy(), [inputs.mean()], rtol=1e-5)
+        np.testing.assert_allclose(first.moving_variance.numpy(), [inputs.var()], rtol=1e-4)
+        assert first.momentum == model.get_layer("second_bn").momentum == 0.99
+    with evaluate.adapted_batchnorm(model, inputs, batch_size=16):  # one batch: later layers see adapted inputs
+        features = np.asarray(model.get_layer("conv")(first(inputs, training=False)))
+        np.testing.assert_allclose(model.get_layer("second_bn").moving_mean.numpy(), features.mean((0, 1, 2)),
+                                   rtol=1e-4, atol=1e-6)
+    for variable, value in zip(model.non_trainable_variables, trained):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_adapted_probabilities_depend_on_the_set_they_are_scored_with():
+    model = _batchnorm_model()
+    sidecar = {"intensity": "none", "input_scaling": "pixel / 255"}
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 120, (12, 8, 8, 1), dtype=np.uint8)
+    brighter = np.concatenate([images, rng.integers(120, 255, (12, 8, 8, 1), dtype=np.uint8)])
+    (plain,) = evaluate.seed_probabilities([(model, sidecar)], images)
+    (alone,) = evaluate.seed_probabilities([(model, sidecar)], images, test_time={"adapt": 1})
+    (together,) = evaluate.seed_probabilities([(model, sidecar)], brighter, test_time={"adapt": 1})
+    assert not np.allclose(alone, plain)  # the untrained statistics (0 and 1) are not these images'
+    assert not np.allclose(alone, together[:12])  # the same images, scored among others
+    (again,) = evaluate.seed_probabilities([(model, sidecar)], images)
+    np.testing.assert_array_equal(again, plain)  # nothing left behind

@@ -23,12 +23,14 @@ def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_
 
 
 def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2), data="abc",
-            epochs=20):
-    per_seed = [{"seed": seed, "map_roc_auc": auc, "train_seconds": seconds, "epochs_run": epochs}
-                for seed, auc in zip(seeds, map_aucs)]
+            epochs=20, balanced=None, sensitivity=0.94):
+    balanced = balanced or [0.92] * len(map_aucs)
+    per_seed = [{"seed": seed, "map_roc_auc": auc, "map_balanced_accuracy": accuracy, "train_seconds": seconds,
+                 "epochs_run": epochs} for seed, auc, accuracy in zip(seeds, map_aucs, balanced)]
     return {"tag": tag, "settings": {}, "per_seed": per_seed, "machine": {"cpu_model": cpu},
             "data_manifest_sha256": data, "profile": "full",
-            "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds}}
+            "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds,
+                        "validation_sensitivity": sensitivity, "validation_specificity": 0.99}}
 
 
 def test_the_comparison_pairs_seeds_by_number_not_by_position():
@@ -206,18 +208,23 @@ def test_several_references_on_the_command_line_reach_the_run(monkeypatch):
     assert received["test_time"] == ["views=8", "zoom=0"]
     cli.main(["experiment", "v", "--rule", "fourth"])
     assert received["rule"] == "fourth"
+    cli.main(["experiment", "v", "--rule", "fifth"])
+    assert received["rule"] == "fifth"
 
 
 def test_test_time_settings_default_to_the_training_augmentation_and_are_checked():
     augmentation = {"rotation": 0.03, "shift": 0.05, "zoom": 0.2}
     assert experiment.parse_test_time(["views=8", "zoom=0"], augmentation) == {
-        "views": 8, "smooth": 0, "rotation": 0.03, "shift": 0.05, "zoom": 0.0}
+        "views": 8, "smooth": 0, "adapt": 0, "rotation": 0.03, "shift": 0.05, "zoom": 0.0}
     assert experiment.parse_test_time(["smooth=2"], augmentation)["views"] == 1  # one smoothed view
+    assert experiment.parse_test_time(["adapt=1"], augmentation)["adapt"] == 1  # one view, its own statistics
     assert experiment.parse_test_time([], augmentation) is None
     assert experiment.describe_test_time({"views": 8, "smooth": 2}) == (
         "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views")
+    assert experiment.describe_test_time({"views": 1, "adapt": 1}) == (
+        "BatchNorm statistics re-estimated on the images scored together")
     for bad, match in ((["views=1"], "views=2 or more"), (["zoom=0"], "views=2 or more"), (["smooth=1"], "smooth=2"),
-                       (["flip=1"], "one of"),
+                       (["adapt=0"], "adapt=1"), (["adapt=2"], "0 or 1"), (["flip=1"], "one of"),
                        (["views=eight"], "takes a number"), (["views=8", "shift=-0.1"], "negative"), (["views"], "one of")):
         with pytest.raises(ValueError, match=match):
             experiment.parse_test_time(bad, augmentation)
@@ -265,7 +272,7 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     augmentation = published["config"]["augmentation"]
     assert viewed["models_from"] == [experiment.PUBLISHED]
     assert viewed["config"] == json.loads(json.dumps(published["config"]))  # the sidecar's, as trained
-    assert viewed["test_time"] == {"views": 3, "smooth": 0, "rotation": augmentation.get("rotation", 0.0),
+    assert viewed["test_time"] == {"views": 3, "smooth": 0, "adapt": 0, "rotation": augmentation.get("rotation", 0.0),
                                    "shift": augmentation.get("shift", 0.0), "zoom": 0.0}
     (row,) = viewed["per_seed"]
     assert row["one_image_seconds"] > 0 and row["epochs_run"] == published["per_seed"][0]["epochs_run"]
@@ -273,6 +280,13 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     assert viewed["comparison"]["epoch_seconds_ratio"] == 1.0  # the same trained models
     assert "one image within 250 ms" in viewed["verdict"]["checks"]
     assert json.loads((tmp_path / "reports" / "experiments" / "views.json").read_text())["test_time"]["views"] == 3
+
+    adapted = experiment.run("adapted", models_from=[experiment.PUBLISHED], test_time=["adapt=1"], rule="fifth",
+                             **common)
+    (row,) = adapted["per_seed"]
+    assert set(row["validation_half_normal"]) == {"accuracy", "roc_auc", "sensitivity", "specificity"}
+    assert "another class mix, same answers" in adapted["verdict"]["checks"]
+    assert "class_mix_change" in adapted["comparison"]
 
 
 def test_the_fourth_rule_asks_for_a_gain_in_every_one_of_six_seeds_instead_of_a_small_spread():
@@ -291,7 +305,46 @@ def test_the_fourth_rule_asks_for_a_gain_in_every_one_of_six_seeds_instead_of_a_
     assert experiment.verdict(five, rule="fourth")["adopt"] is False  # a sign test on five seeds is too weak
     small = experiment.compare(_record("v", [0.9915] * 6, seeds=range(6)), reference)
     assert experiment.verdict(small, rule="fourth")["checks"]["gain above 0.002"] is False
-    with pytest.raises(ValueError, match="one of third, fourth"):
-        experiment.verdict(comparison, rule="fifth")
-    with pytest.raises(ValueError, match="one of third, fourth"):
-        experiment.run("v", {}, rule="fifth")
+    with pytest.raises(ValueError, match="one of third, fourth, fifth"):
+        experiment.verdict(comparison, rule="sixth")
+    with pytest.raises(ValueError, match="one of third, fourth, fifth"):
+        experiment.run("v", {}, rule="sixth")
+
+
+def test_the_fifth_rule_judges_the_maps_balanced_accuracy_at_each_seeds_threshold_with_its_guards():
+    seeds = range(6)
+    reference = _record("published", [0.993] * 6, seeds=seeds, balanced=[0.92, 0.93, 0.91, 0.92, 0.94, 0.92])
+    gaining = [0.95, 0.955, 0.94, 0.93, 0.96, 0.95]  # +0.01 .. +0.03, the map's AUC unchanged
+    comparison = experiment.compare(_record("v", [0.993] * 6, seeds=seeds, balanced=gaining), reference)
+    assert comparison["map_balanced_accuracy_gains"] == pytest.approx([0.03, 0.025, 0.03, 0.01, 0.02, 0.03])
+    fifth = experiment.verdict(comparison, rule="fifth")
+    assert fifth["adopt"] is True and "gain above 0.002" not in fifth["checks"]  # the AUC's floor is not this rule's
+    assert experiment.verdict(comparison, rule="fourth")["adopt"] is False  # no AUC gain
+    failing = {
+        "a balanced-accuracy gain in every seed, 6 or more": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=[0.95, 0.955, 0.94, 0.91, 0.96, 0.95]),
+        "balanced-accuracy gain above 0.01": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=[0.925, 0.935, 0.915, 0.925, 0.945, 0.925]),
+        "map AUC kept": _record("v", [0.990] * 6, seeds=seeds, balanced=gaining),
+        "clean validation sensitivity kept": _record("v", [0.993] * 6, seeds=seeds, balanced=gaining, sensitivity=0.91),
+    }
+    for check, variant in failing.items():
+        result = experiment.verdict(experiment.compare(variant, reference), rule="fifth")
+        assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [check]
+    mixed = _record("v", [0.993] * 6, seeds=seeds, balanced=gaining)
+    mixed["summary"].update({"validation_half_normal_sensitivity": 0.93, "validation_half_normal_specificity": 0.95})
+    result = experiment.verdict(experiment.compare(mixed, reference), rule="fifth")
+    assert result["checks"]["another class mix, same answers"] is False  # specificity 0.99 -> 0.95 with more NORMAL
+    mixed["summary"]["validation_half_normal_specificity"] = 0.98
+    assert experiment.verdict(experiment.compare(mixed, reference), rule="fifth")["adopt"] is True
+
+
+def test_a_half_normal_validation_set_keeps_every_normal_image_and_as_many_pneumonia_ones():
+    import numpy as np
+
+    labels = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1])
+    rows = experiment.half_normal(labels)
+    assert list(rows) == sorted(rows) and len(set(rows)) == len(rows)
+    assert set(rows[labels[rows] == 0]) == {1, 4, 8} and (labels[rows] == 1).sum() == 3
+    assert np.array_equal(rows, experiment.half_normal(labels)) and not all(
+        np.array_equal(rows, experiment.half_normal(labels, seed)) for seed in range(1, 6))
