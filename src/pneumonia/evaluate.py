@@ -133,7 +133,7 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
     from pneumonia import preprocess
 
     test_time = dict(test_time or {})
-    adapt = bool(test_time.pop("adapt", 0))
+    adapt, adapt_layers = bool(test_time.pop("adapt", 0)), test_time.pop("adapt_layers", 0)
     inputs, out = {}, []
     for model, sidecar in members:
         key = preprocess.preparation(sidecar)
@@ -142,17 +142,18 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
             inputs[key] = augmented_views(prepared, batch_size=batch_size, **test_time) if test_time else [prepared]
         probabilities = []
         for view in inputs[key]:
-            with adapted_batchnorm(model, view, batch_size) if adapt else contextlib.nullcontext():
+            with adapted_batchnorm(model, view, batch_size, adapt_layers) if adapt else contextlib.nullcontext():
                 probabilities.append(model.predict(view, batch_size=batch_size, verbose=0).ravel())
         out.append(np.mean(probabilities, axis=0))
     return out
 
 
 @contextlib.contextmanager
-def adapted_batchnorm(model, inputs: np.ndarray, batch_size: int = 64):
+def adapted_batchnorm(model, inputs: np.ndarray, batch_size: int = 64, first: int = 0):
     """Within the block, ``model``'s BatchNorm statistics are those of the prepared ``inputs`` scored
     together, not of the training images (AdaBN: Li et al. 2016; Schneider et al. 2020); they are put
-    back after it.
+    back after it. ``first`` > 0 adapts only the first that many BatchNorm layers from the input, the
+    rest keeping the training images' statistics.
 
     Each layer's mean and variance are pooled exactly over the batches of ``inputs``, in one pass in which
     each batch is normalised by its own statistics, as in training (SWA's ``bn_update``). Transductive: every answer depends on the other images of the set, and on
@@ -162,11 +163,12 @@ def adapted_batchnorm(model, inputs: np.ndarray, batch_size: int = 64):
 
     from pneumonia.train import batchnorm_layers
 
-    layers = batchnorm_layers(model)
-    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum) for layer in layers]
+    every = batchnorm_layers(model)
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum) for layer in every]
+    layers = every[:first] if first > 0 else every
     try:
         if len(inputs) and layers:
-            sums = [[np.zeros_like(mean), np.zeros_like(mean)] for mean, _, _ in saved]
+            sums = [[np.zeros_like(mean), np.zeros_like(mean)] for mean, _, _ in saved[:len(layers)]]
             for layer in layers:
                 layer.momentum = 0.0  # a training-mode pass then leaves exactly its batch's statistics
             forward = tf.function(lambda batch: model(batch, training=True), reduce_retracing=True)
@@ -181,11 +183,14 @@ def adapted_batchnorm(model, inputs: np.ndarray, batch_size: int = 64):
                 mean = mean_sum / len(inputs)
                 layer.moving_mean.assign(mean)
                 layer.moving_variance.assign(np.maximum(square_sum / len(inputs) - mean ** 2, 0.0))
-            for layer, (_, _, momentum) in zip(layers, saved):
+            for layer, (mean, variance, momentum) in zip(every, saved):
                 layer.momentum = momentum
+                if layer not in layers:  # the training pass moved these a little too
+                    layer.moving_mean.assign(mean)
+                    layer.moving_variance.assign(variance)
         yield model
     finally:
-        for layer, (mean, variance, momentum) in zip(layers, saved):
+        for layer, (mean, variance, momentum) in zip(every, saved):
             layer.moving_mean.assign(mean)
             layer.moving_variance.assign(variance)
             layer.momentum = momentum
@@ -214,7 +219,7 @@ def one_image_seconds(model, inputs: np.ndarray, test_time: dict | None = None, 
     """Median seconds to answer for one prepared image, its views (if any) made and scored in one batch."""
     import time
 
-    test_time = {key: value for key, value in (test_time or {}).items() if key != "adapt"}
+    test_time = {key: value for key, value in (test_time or {}).items() if key not in ("adapt", "adapt_layers")}
     image = inputs[:1]
     model(np.concatenate(augmented_views(image, **test_time)), training=False)  # warm-up, not timed
     seconds = []

@@ -74,18 +74,19 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-TEST_TIME_KEYS = ("views", "smooth", "adapt", "rotation", "shift", "zoom")
-INTEGER_TEST_TIME_KEYS = ("views", "smooth", "adapt")
+TEST_TIME_KEYS = ("views", "smooth", "adapt", "adapt_layers", "rotation", "shift", "zoom")
+INTEGER_TEST_TIME_KEYS = ("views", "smooth", "adapt", "adapt_layers")
 
 
 def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
     """``["views=8", "zoom=0"]`` -> test-time settings (``evaluate.augmented_views``): the number of views,
     ranges that default to the training ``augmentation``'s, the window of a smoothing before them
     (``smooth=2``), and ``adapt=1`` for BatchNorm statistics of the images scored together
-    (``evaluate.adapted_batchnorm``). None without pairs."""
+    (``evaluate.adapted_batchnorm``), of the first ``adapt_layers`` BatchNorm layers only if given.
+    None without pairs."""
     if not pairs:
         return None
-    test_time = {"views": 1, "smooth": 0, "adapt": 0,
+    test_time = {"views": 1, "smooth": 0, "adapt": 0, "adapt_layers": 0,
                  **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS if key not in INTEGER_TEST_TIME_KEYS}}
     for pair in pairs:
         key, equals, text = pair.partition("=")
@@ -101,6 +102,8 @@ def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
         test_time[key] = value
     if test_time["adapt"] not in (0, 1):
         raise ValueError(f"adapt is 0 or 1, not {test_time['adapt']}")
+    if test_time["adapt_layers"] and not test_time["adapt"]:
+        raise ValueError("adapt_layers=N chooses the layers that adapt=1 adapts: give adapt=1 too")
     if test_time["views"] < 2 and test_time["smooth"] < 2 and not test_time["adapt"]:
         raise ValueError("a test-time change needs views=2 or more (the image itself is one of them), smooth=2 "
                          "or more, or adapt=1")
@@ -409,7 +412,8 @@ def describe_test_time(test_time: dict) -> str:
     """``{"views": 8, "smooth": 2, ...}`` -> "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views"."""
     parts = []
     if test_time.get("adapt"):
-        parts.append("BatchNorm statistics re-estimated on the images scored together")
+        layers = f"the first {test_time['adapt_layers']} BatchNorm layers'" if test_time.get("adapt_layers") else "BatchNorm"
+        parts.append(f"{layers} statistics re-estimated on the images scored together")
     if test_time.get("smooth", 0) > 1:
         parts.append(f"each input smoothed over {test_time['smooth']} x {test_time['smooth']} pixels")
     if test_time["views"] > 1:

@@ -210,6 +210,11 @@ def test_adapted_batchnorm_pools_the_statistics_of_the_whole_set_and_puts_the_tr
         np.testing.assert_allclose(first.moving_mean.numpy(), [inputs.mean()], rtol=1e-5)
         np.testing.assert_allclose(first.moving_variance.numpy(), [inputs.var()], rtol=1e-4)
         assert first.momentum == model.get_layer("second_bn").momentum == 0.99
+    second = model.get_layer("second_bn")
+    with evaluate.adapted_batchnorm(model, inputs, batch_size=4, first=1):  # the first layer only
+        np.testing.assert_allclose(first.moving_mean.numpy(), [inputs.mean()], rtol=1e-5)
+        np.testing.assert_array_equal(second.moving_mean.numpy(), trained[2])
+        np.testing.assert_array_equal(second.moving_variance.numpy(), trained[3])
     with evaluate.adapted_batchnorm(model, inputs, batch_size=16):  # one batch: later layers see adapted inputs
         features = np.asarray(model.get_layer("conv")(first(inputs, training=False)))
         np.testing.assert_allclose(model.get_layer("second_bn").moving_mean.numpy(), features.mean((0, 1, 2)),

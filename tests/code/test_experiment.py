@@ -215,7 +215,7 @@ def test_several_references_on_the_command_line_reach_the_run(monkeypatch):
 def test_test_time_settings_default_to_the_training_augmentation_and_are_checked():
     augmentation = {"rotation": 0.03, "shift": 0.05, "zoom": 0.2}
     assert experiment.parse_test_time(["views=8", "zoom=0"], augmentation) == {
-        "views": 8, "smooth": 0, "adapt": 0, "rotation": 0.03, "shift": 0.05, "zoom": 0.0}
+        "views": 8, "smooth": 0, "adapt": 0, "adapt_layers": 0, "rotation": 0.03, "shift": 0.05, "zoom": 0.0}
     assert experiment.parse_test_time(["smooth=2"], augmentation)["views"] == 1  # one smoothed view
     assert experiment.parse_test_time(["adapt=1"], augmentation)["adapt"] == 1  # one view, its own statistics
     assert experiment.parse_test_time([], augmentation) is None
@@ -223,8 +223,11 @@ def test_test_time_settings_default_to_the_training_augmentation_and_are_checked
         "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views")
     assert experiment.describe_test_time({"views": 1, "adapt": 1}) == (
         "BatchNorm statistics re-estimated on the images scored together")
+    assert experiment.describe_test_time(experiment.parse_test_time(["adapt=1", "adapt_layers=2"], augmentation)) == (
+        "the first 2 BatchNorm layers' statistics re-estimated on the images scored together")
     for bad, match in ((["views=1"], "views=2 or more"), (["zoom=0"], "views=2 or more"), (["smooth=1"], "smooth=2"),
-                       (["adapt=0"], "adapt=1"), (["adapt=2"], "0 or 1"), (["flip=1"], "one of"),
+                       (["adapt=0"], "adapt=1"), (["adapt=2"], "0 or 1"),
+                       (["adapt_layers=2"], "give adapt=1 too"), (["flip=1"], "one of"),
                        (["views=eight"], "takes a number"), (["views=8", "shift=-0.1"], "negative"), (["views"], "one of")):
         with pytest.raises(ValueError, match=match):
             experiment.parse_test_time(bad, augmentation)
@@ -272,7 +275,7 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     augmentation = published["config"]["augmentation"]
     assert viewed["models_from"] == [experiment.PUBLISHED]
     assert viewed["config"] == json.loads(json.dumps(published["config"]))  # the sidecar's, as trained
-    assert viewed["test_time"] == {"views": 3, "smooth": 0, "adapt": 0, "rotation": augmentation.get("rotation", 0.0),
+    assert viewed["test_time"] == {"views": 3, "smooth": 0, "adapt": 0, "adapt_layers": 0, "rotation": augmentation.get("rotation", 0.0),
                                    "shift": augmentation.get("shift", 0.0), "zoom": 0.0}
     (row,) = viewed["per_seed"]
     assert row["one_image_seconds"] > 0 and row["epochs_run"] == published["per_seed"][0]["epochs_run"]
@@ -281,8 +284,8 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     assert "one image within 250 ms" in viewed["verdict"]["checks"]
     assert json.loads((tmp_path / "reports" / "experiments" / "views.json").read_text())["test_time"]["views"] == 3
 
-    adapted = experiment.run("adapted", models_from=[experiment.PUBLISHED], test_time=["adapt=1"], rule="fifth",
-                             **common)
+    adapted = experiment.run("adapted", models_from=[experiment.PUBLISHED], test_time=["adapt=1", "adapt_layers=2"],
+                             rule="fifth", **common)
     (row,) = adapted["per_seed"]
     assert set(row["validation_half_normal"]) == {"accuracy", "roc_auc", "sensitivity", "specificity"}
     assert "another class mix, same answers" in adapted["verdict"]["checks"]
