@@ -86,8 +86,9 @@ def parse_test_time(pairs: list[str], augmentation: dict) -> dict | None:
     None without pairs."""
     if not pairs:
         return None
+    ranges = [key for key in TEST_TIME_KEYS if key not in INTEGER_TEST_TIME_KEYS]
     test_time = {"views": 1, "smooth": 0, "adapt": 0, "adapt_layers": 0,
-                 **{key: float(augmentation.get(key, 0.0)) for key in TEST_TIME_KEYS if key not in INTEGER_TEST_TIME_KEYS}}
+                 **{key: float(augmentation.get(key, 0.0)) for key in ranges}}
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if not equals or key not in TEST_TIME_KEYS:
@@ -412,7 +413,8 @@ def describe_test_time(test_time: dict) -> str:
     """``{"views": 8, "smooth": 2, ...}`` -> "each input smoothed over 2 x 2 pixels, each probability the mean of 8 views"."""
     parts = []
     if test_time.get("adapt"):
-        layers = f"the first {test_time['adapt_layers']} BatchNorm layers'" if test_time.get("adapt_layers") else "BatchNorm"
+        first = test_time.get("adapt_layers")
+        layers = f"the first {first} BatchNorm layers'" if first else "BatchNorm"
         parts.append(f"{layers} statistics re-estimated on the images scored together")
     if test_time.get("smooth", 0) > 1:
         parts.append(f"each input smoothed over {test_time['smooth']} x {test_time['smooth']} pixels")
@@ -467,8 +469,9 @@ def describe(record: dict) -> str:
                      f"(2 sd {2 * comparison['map_roc_auc_gain_std']:.4f}; per seed "
                      f"{', '.join(format(g, '+.4f') for g in comparison['map_roc_auc_gains'])})")
         if "map_balanced_accuracy_gains" in comparison:
-            lines.append(f"paired map balanced-accuracy gain {comparison['map_balanced_accuracy_gain']:+.4f} (per seed "
-                         f"{', '.join(format(g, '+.4f') for g in comparison['map_balanced_accuracy_gains'])})")
+            per_seed = ", ".join(format(g, "+.4f") for g in comparison["map_balanced_accuracy_gains"])
+            lines.append(f"paired map balanced-accuracy gain {comparison['map_balanced_accuracy_gain']:+.4f} "
+                         f"(per seed {per_seed})")
         lines.append(("adopt" if record["verdict"]["adopt"] else "not adopted") +
                      f" by the {record['verdict'].get('rule', 'third')} rule: " +
                      "; ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items()))
