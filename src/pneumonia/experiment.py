@@ -313,7 +313,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
 
     ``models_from`` names recorded runs whose trained seeds are scored instead, as they are (no
     settings); ``test_time`` (``KEY=VALUE`` pairs, :func:`parse_test_time`) changes how they predict
-    (smoothing, views), each seed's threshold chosen again by the same rule on the new probabilities.
+    (smoothing, views, BatchNorm statistics of each set scored), each seed's threshold chosen again by the
+    same rule on the new probabilities.
     """
     from pneumonia import data as dataset
     from pneumonia.models import load_model
@@ -372,7 +373,7 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
               **({"test_time": prediction} if prediction else {}),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
               **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=prediction)}
-    if prediction:
+    if prediction and not prediction["adapt"]:  # adapted answers need a set: one image alone has no such answer
         for row, (model, sidecar) in zip(record["per_seed"], members):
             row["one_image_seconds"] = evaluate.one_image_seconds(
                 model, preprocess.model_inputs(val_images[:1], sidecar), prediction)

@@ -289,6 +289,7 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
     (row,) = adapted["per_seed"]
     assert set(row["validation_half_normal"]) == {"accuracy", "roc_auc", "sensitivity", "specificity"}
     assert "another class mix, same answers" in adapted["verdict"]["checks"]
+    assert "one_image_seconds" not in row and "one image within 250 ms" not in adapted["verdict"]["checks"]
     assert "class_mix_change" in adapted["comparison"]
 
 
