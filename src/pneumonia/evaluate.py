@@ -132,8 +132,7 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
     """
     from pneumonia import preprocess
 
-    test_time = dict(test_time or {})
-    adapt, adapt_layers = bool(test_time.pop("adapt", 0)), test_time.pop("adapt_layers", 0)
+    test_time, adapt, adapt_layers = _split_test_time(test_time)
     inputs, out = {}, []
     for model, sidecar in members:
         key = preprocess.preparation(sidecar)
@@ -146,6 +145,12 @@ def seed_probabilities(members, images: np.ndarray, batch_size: int = 64,
                 probabilities.append(model.predict(view, batch_size=batch_size, verbose=0).ravel())
         out.append(np.mean(probabilities, axis=0))
     return out
+
+
+def _split_test_time(test_time: dict | None) -> tuple[dict, bool, int]:
+    """``test_time`` as :func:`augmented_views`' settings, whether to adapt BatchNorm, and to how many layers."""
+    views = dict(test_time or {})
+    return views, bool(views.pop("adapt", 0)), views.pop("adapt_layers", 0)
 
 
 @contextlib.contextmanager
@@ -220,7 +225,7 @@ def one_image_seconds(model, inputs: np.ndarray, test_time: dict | None = None, 
     """Median seconds to answer for one prepared image, its views (if any) made and scored in one batch."""
     import time
 
-    test_time = {key: value for key, value in (test_time or {}).items() if key not in ("adapt", "adapt_layers")}
+    test_time = _split_test_time(test_time)[0]
     image = inputs[:1]
     model(np.concatenate(augmented_views(image, **test_time)), training=False)  # warm-up, not timed
     seconds = []
