@@ -314,6 +314,7 @@ def score_models(
         "thresholds": thresholds,
         "threshold_source": published["threshold_source"],
         "threshold_method": published.get("threshold_method", "youden_j_midpoint"),
+        "threshold_shift": published.get("config", {}).get("threshold_shift", 0.0),
         "seeds": [run["seed"] for run in per_seed],
         "per_seed": per_seed,
         "weights": published["weights"],
@@ -329,5 +330,6 @@ def score_models(
             split: {**binary_metrics(labels, probability, ensemble["threshold"]),
                     **bootstrap_ci(labels, [probability], [ensemble["threshold"]], resamples)},
             **{k: ensemble[k] for k in ("seeds", "combination", "threshold", "threshold_source", "threshold_method")},
+            "threshold_shift": entry["threshold_shift"],
         }
     return entry, predictions

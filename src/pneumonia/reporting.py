@@ -96,9 +96,10 @@ def weights_label(weights) -> str:
 
 
 def threshold_label(entry: dict) -> str:
-    """Where a model's threshold came from, in a table cell: ``validation`` or ``validation + shifted copy``."""
+    """Where a model's threshold came from, in a table cell: ``validation`` or ``validation + shifted copy``
+    (``threshold_shift``, the shifted copy's strength, above 0)."""
     source = entry.get("threshold_source", "–")
-    return f"{source} + shifted copy" if "simulated-shift" in entry.get("threshold_method", "") else source
+    return f"{source} + shifted copy" if entry.get("threshold_shift") else source
 
 
 def comparison_table(metrics: dict) -> str:

@@ -84,8 +84,9 @@ def test_comparison_table_says_when_a_threshold_also_saw_a_shifted_copy():
 
     test = {m: 0.9 for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}
     entry = {"test": test, "weights": "none", "seeds": [0], "threshold_source": "validation"}
-    shifted = {**entry, "threshold_method": "youden_j_midpoint on validation plus a simulated-shift copy of it"}
-    table = reporting.comparison_table({"plain": entry, "shifted": shifted})
+    plain = {**entry, "threshold_shift": 0.0}
+    shifted = {**entry, "threshold_shift": 1.0}
+    table = reporting.comparison_table({"plain": plain, "shifted": shifted, "unsaid": entry})
     assert "| validation |" in table and "| validation + shifted copy |" in table
 
 

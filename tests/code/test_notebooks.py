@@ -80,6 +80,7 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
         assert entry["data_manifest_sha256"] == manifest["dataset_sha256"]
         sidecar = json.loads((tmp_path / "models" / f"{name}.json").read_text())
         assert sidecar["threshold"] == entry["threshold"] and sidecar["weights"].startswith("none")
+        assert entry["threshold_shift"] == entry["ensemble"]["threshold_shift"] == sidecar["config"]["threshold_shift"]
         ensemble = entry["ensemble"]
         assert ensemble["threshold"] == sidecar["ensemble"]["threshold"] and ensemble["seeds"] == [0, 1]
         low, high = ensemble["test"]["roc_auc_ci95"]
