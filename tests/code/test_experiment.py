@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pneumonia import config, experiment
+from pneumonia.reproduce import notebook_parameters
 
 
 def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_config():
@@ -118,7 +119,10 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     published = experiment.run(experiment.PUBLISHED, **common)
     variant = experiment.run("smoother", {"ema_momentum": 0.9}, **common)
 
-    assert published["config"]["ema_momentum"] == 0.99 and variant["config"]["ema_momentum"] == 0.9
+    notebook = notebook_parameters("04-cnn", "smoke")
+    assert published["config"]["ema_momentum"] == notebook["ema_momentum"] != 0.9
+    assert published["config"]["bn_refresh_batches"] == notebook["bn_refresh_batches"]
+    assert variant["config"]["ema_momentum"] == 0.9
     assert "comparison" not in published and variant["comparison"]["against"] == experiment.PUBLISHED
     recorded = json.loads((tmp_path / "reports" / "experiments" / "smoother.json").read_text())
     (row,) = recorded["per_seed"]
