@@ -140,12 +140,14 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
     in_pipeline, _ = train.training_batches(images, labels, run.batch_size, seed=0, augmentation=augmentation)
     results["tfdata_augmentation_epoch_s"] = _epoch_seconds(fresh_model(), in_pipeline, steps_per_epoch=steps_per_epoch)
     validation = preprocess.make_dataset(val_images, val_labels, run.batch_size)
+    # As train_one does: the averaged weights' BatchNorm statistics are refreshed on batches of their own.
+    refresh = train.training_batches(images, labels, run.batch_size, seed=1)[0] if run.bn_refresh_batches else None
     for key, data, steps in (("training_epoch_mean_s", pipeline, steps_per_epoch),
                              ("finite_iterator_epoch_mean_s", preprocess.make_dataset(images, labels, run.batch_size,
                                                                                     shuffle=True), None)):
         print(f"timing: {TRAINING_EPOCHS} epochs with validation, mean ({key})", flush=True)
         results[key] = _epoch_seconds(fresh_model(augmentation=augmentation), data, epochs=TRAINING_EPOCHS,
-                                      summary=np.mean, callbacks=train.weight_average_callbacks(run),
+                                      summary=np.mean, callbacks=train.weight_average_callbacks(run, refresh),
                                       steps_per_epoch=steps, validation_data=validation)
     print("timing: floor with XLA jit_compile", flush=True)
     results["compute_epoch_jit_s"] = _epoch_seconds(fresh_model(jit=True), in_memory.prefetch(tf.data.AUTOTUNE))

@@ -278,7 +278,8 @@ def test_recorded_models_are_scored_with_test_time_views_without_training(synthe
 
     augmentation = published["config"]["augmentation"]
     assert viewed["models_from"] == [experiment.PUBLISHED]
-    assert viewed["config"] == json.loads(json.dumps(published["config"]))  # the sidecar's, as trained
+    # The sidecar's, as trained; a setting it lacks reads as its default (0: no refresh, as before it existed).
+    assert viewed["config"] == json.loads(json.dumps(published["config"])) | {"bn_refresh_batches": 0}
     assert viewed["test_time"] == {"views": 3, "smooth": 0, "adapt": 0, "adapt_layers": 0, "rotation": augmentation.get("rotation", 0.0),
                                    "shift": augmentation.get("shift", 0.0), "zoom": 0.0}
     (row,) = viewed["per_seed"]
