@@ -141,7 +141,7 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
     results["tfdata_augmentation_epoch_s"] = _epoch_seconds(fresh_model(), in_pipeline, steps_per_epoch=steps_per_epoch)
     validation = preprocess.make_dataset(val_images, val_labels, run.batch_size)
     # As train_one does: the averaged weights' BatchNorm statistics are refreshed on batches of their own.
-    refresh = train.training_batches(images, labels, run.batch_size, seed=1)[0] if run.bn_refresh_batches else None
+    refresh = train.batchnorm_refresh_data(run, images, labels, seed=0)
     for key, data, steps in (("training_epoch_mean_s", pipeline, steps_per_epoch),
                              ("finite_iterator_epoch_mean_s", preprocess.make_dataset(images, labels, run.batch_size,
                                                                                     shuffle=True), None)):

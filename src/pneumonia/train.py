@@ -149,6 +149,13 @@ def weight_average_callbacks(run: TrainConfig, refresh_batches=None) -> list:
     return callbacks
 
 
+def batchnorm_refresh_data(run: TrainConfig, images: np.ndarray, labels: np.ndarray, seed: int):
+    """Training batches of their own (seed + 1) for ``BatchNormRefresh``; None when ``run`` refreshes nothing."""
+    if not run.bn_refresh_batches:
+        return None
+    return training_batches(images, labels, run.batch_size, seed + 1)[0]
+
+
 def batchnorm_layers(model) -> list:
     import keras
 
@@ -351,8 +358,7 @@ def train_one(
         # As many steps as the real images make: an epoch costs what a class-weighted one does, and
         # early stopping's patience counts the same number of steps.
         steps_per_epoch = math.ceil(real_images / run.batch_size)
-    refresh_data = training_batches(train_images, train_labels, run.batch_size, seed + 1)[0] \
-        if run.bn_refresh_batches else None
+    refresh_data = batchnorm_refresh_data(run, train_images, train_labels, seed)
     val_data = preprocess.make_dataset(val_images, val_labels, run.batch_size)
 
     model = build_cnn(run)

@@ -132,6 +132,12 @@ def test_batchnorm_refresh_is_a_weight_average_option():
         train.weight_average_callbacks(train.TrainConfig(ema_momentum=0.99, bn_refresh_batches=4))
     callbacks = train.weight_average_callbacks(train.TrainConfig(ema_momentum=0.99, bn_refresh_batches=4), [])
     assert [type(c).__name__ for c in callbacks] == ["SwapEMAWeights", "BatchNormRefresh"]
+    images, labels = np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 1, 0, 1, 0, 1])
+    assert train.batchnorm_refresh_data(train.TrainConfig(), images, labels, seed=0) is None
+    batches = train.batchnorm_refresh_data(train.TrainConfig(ema_momentum=0.99, bn_refresh_batches=4, batch_size=4),
+                                           images, labels, seed=0)
+    first_images, first_labels = next(iter(batches))
+    assert first_images.shape == (4, 8, 8, 1) and first_labels.shape[0] == 4
 
 
 def test_training_model_augments_in_training_only_and_trains_the_model_itself():
