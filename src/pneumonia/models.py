@@ -17,6 +17,8 @@ def make_cnn(
     batchnorm_momentum: float = 0.99,
     antialias: bool = False,
     instance_norm_blocks: int = 0,
+    group_norm_blocks: int = 0,
+    group_norm_groups: int = 4,
     name: str = "cnn",
 ) -> keras.Model:
     """A from-scratch CNN: conv blocks (Conv, BatchNorm, ReLU, MaxPool), global pooling, dropout, sigmoid.
@@ -33,7 +35,12 @@ def make_cnn(
     gradient of an overlapping max pooling is slow). ``instance_norm_blocks``: the first that many
     blocks normalise half their channels per image (instance normalisation) and half with
     BatchNorm, as IBN-Net-a does (Pan et al. 2018) to keep appearance out of the shallow features.
+    ``group_norm_blocks``: the first that many blocks normalise all their channels per image, in
+    ``group_norm_groups`` groups (Wu and He 2018), in place of BatchNorm: statistics that neither the
+    batch nor the set scored can move.
     """
+    if instance_norm_blocks and group_norm_blocks:
+        raise ValueError("a block normalises one way: give instance_norm_blocks or group_norm_blocks, not both")
     regularizer = regularizers.L2(l2) if l2 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -56,6 +63,8 @@ def make_cnn(
             instance = layers.GroupNormalization(groups=half, name=f"{block}_in")(x[..., :half])
             batch = layers.BatchNormalization(momentum=batchnorm_momentum, name=f"{block}_bn")(x[..., half:])
             x = layers.Concatenate(name=f"{block}_ibn")([instance, batch])
+        elif index < group_norm_blocks:
+            x = layers.GroupNormalization(groups=group_norm_groups, name=f"{block}_gn")(x)
         else:
             x = layers.BatchNormalization(momentum=batchnorm_momentum, name=f"{block}_bn")(x)
         x = layers.Activation("relu", name=f"{block}_relu")(x)

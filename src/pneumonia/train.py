@@ -35,6 +35,8 @@ class TrainConfig:
     batchnorm_momentum: float = 0.99
     antialias: bool = False  # blur before every downsampling (models.make_cnn)
     instance_norm_blocks: int = 0  # the first n blocks normalise half their channels per image (models.make_cnn)
+    group_norm_blocks: int = 0  # the first n blocks normalise per image, in groups, instead of BatchNorm (models.make_cnn)
+    group_norm_groups: int = 4
     batch_size: int = 32
     epochs: int = 20
     learning_rate: float = 1e-3
@@ -316,7 +318,8 @@ def build_cnn(run: TrainConfig):
     return make_cnn((run.image_size, run.image_size, run.channels), filters=tuple(run.filters),
                     stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2,
                     batchnorm_momentum=run.batchnorm_momentum, antialias=run.antialias,
-                    instance_norm_blocks=run.instance_norm_blocks, name=run.name)
+                    instance_norm_blocks=run.instance_norm_blocks, group_norm_blocks=run.group_norm_blocks,
+                    group_norm_groups=run.group_norm_groups, name=run.name)
 
 
 def train_one(

@@ -352,9 +352,34 @@ def test_instance_norm_blocks_normalise_half_the_channels_per_image(tmp_path):
     assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
 
 
+def test_group_norm_blocks_replace_batchnorm_with_per_image_groups(tmp_path):
+    model = models.make_cnn((32, 32, 1), filters=(4, 8, 16), group_norm_blocks=2, group_norm_groups=2)
+    names = [layer.name for layer in model.layers]
+    assert "block1_bn" not in names and "block2_bn" not in names and "block3_bn" in names
+    assert model.get_layer("block2_gn").groups == 2 and model.get_layer("block2_gn").output.shape[-1] == 8
+    # Per image and group of channels, at inference too: mean 0 and variance 1 (before the learnt scale),
+    # so an image five times brighter gives the same normalised features (up to epsilon: the images are
+    # bright enough that it weighs little against their variance).
+    probe = keras.Model(model.input, [model.get_layer("block1_conv").output, model.get_layer("block1_gn").output])
+    image = 10 * np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+    conv, grouped = (np.asarray(output) for output in probe(np.concatenate([image, 5 * image]), training=False))
+    first_group = conv[..., :2]
+    expected = (first_group - first_group.mean(axis=(1, 2, 3), keepdims=True)) / np.sqrt(
+        first_group.var(axis=(1, 2, 3), keepdims=True) + model.get_layer("block1_gn").epsilon)
+    assert np.allclose(grouped[..., :2], expected, atol=1e-4)
+    assert np.allclose(grouped[0], grouped[1], atol=0.01) and not np.allclose(conv[0], conv[1], atol=0.01)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    with pytest.raises(ValueError, match="one way"):
+        models.make_cnn((32, 32, 1), filters=(4, 8), instance_norm_blocks=1, group_norm_blocks=1)
+
+
 def test_build_cnn_follows_the_training_config():
     run = train.TrainConfig(image_size=32, filters=(4, 8), antialias=True, instance_norm_blocks=1, name="variant")
     model = train.build_cnn(run)
+    assert "block1_gn" not in [layer.name for layer in model.layers]
+    grouped = train.build_cnn(train.TrainConfig(image_size=32, filters=(4, 8), group_norm_blocks=1, group_norm_groups=2))
+    assert grouped.get_layer("block1_gn").groups == 2 and "block2_bn" in [layer.name for layer in grouped.layers]
     assert model.name == "variant" and model.input_shape == (None, 32, 32, 1)
     assert "block1_blur" in [layer.name for layer in model.layers if isinstance(layer, models.BlurPool2D)]
     assert model.get_layer("block1_in").groups == 2
