@@ -303,9 +303,15 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 
+# Chosen for each model by whoever trains it (notebook 04 loops over its ``variants``), never by a parameter.
+PER_MODEL_FIELDS = ("name", "balance")
+
+
 def config_from_parameters(parameters: dict) -> TrainConfig:
-    """The ``TrainConfig`` that notebook 04's parameters describe (the rest, such as ``seeds``, left out)."""
-    fields = {key: value for key, value in parameters.items() if key in TrainConfig.__dataclass_fields__}
+    """The ``TrainConfig`` that notebook 04's parameters describe: every key that names a field, except
+    ``PER_MODEL_FIELDS``; the rest (``seeds``, or whatever else a notebook's namespace holds) is left out."""
+    fields = {key: value for key, value in parameters.items()
+              if key in TrainConfig.__dataclass_fields__ and key not in PER_MODEL_FIELDS}
     if "filters" in fields:
         fields["filters"] = tuple(fields["filters"])
     return TrainConfig(**fields)

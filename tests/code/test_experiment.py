@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pneumonia import config, experiment
+from pneumonia import config, experiment, train
 from pneumonia.reproduce import notebook_parameters
 
 
@@ -93,6 +93,17 @@ def test_a_mistyped_test_time_setting_is_refused_before_any_data_is_read(monkeyp
     monkeypatch.setattr(experiment.train, "train_one", lambda *args, **kwargs: pytest.fail("trained a model"))
     with pytest.raises(ValueError, match="takes a number"):
         experiment.run("v", {"epochs": 3}, against=None, test_time=["views=eight"])
+
+
+def test_notebook_04_has_a_parameter_for_every_training_setting_and_passes_it_on():
+    parameters = notebook_parameters("04-cnn", "full")
+    settings = set(train.TrainConfig.__dataclass_fields__) - set(train.PER_MODEL_FIELDS)
+    assert settings <= set(parameters), f"notebook 04 has no parameter for {sorted(settings - set(parameters))}"
+    configured = train.config_from_parameters(parameters)
+    assert configured.ema_momentum == parameters["ema_momentum"] and configured.filters == tuple(parameters["filters"])
+    # The notebook passes its whole namespace: the loop's per-model variables and other names must not leak in.
+    namespace = parameters | {"name": "cnn_smote", "balance": "smote", "seeds": [0], "model": object()}
+    assert train.config_from_parameters(namespace) == configured
 
 
 def test_published_takes_no_settings():

@@ -86,6 +86,12 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
         low, high = ensemble["test"]["roc_auc_ci95"]
         assert low <= ensemble["test"]["roc_auc"] <= high
     assert "ensemble of its seeds" in (tmp_path / "reports" / "README.md").read_text()
+    trained = json.loads((tmp_path / "reports" / "metrics" / "04-cnn.json").read_text())["models"]["cnn"]
+    conditions = ("validation", "validation_shifted", "validation_shifted_x1.5")
+    assert set(conditions) <= set(trained) and set(conditions) <= set(trained["ensemble"])
+    # Each condition's ensemble row under its own name: the clean one must match what the sidecar recorded.
+    recorded = json.loads((tmp_path / "models" / "cnn.json").read_text())["ensemble"]
+    assert trained["ensemble"]["validation"]["roc_auc"] == pytest.approx(recorded["validation"]["roc_auc"])
 
     env = {**os.environ, "PNEUMONIA_WORKSPACE": str(tmp_path)}
     bench = subprocess.run([sys.executable, "-m", "pneumonia.cli", "bench", "--profile", "smoke"],
