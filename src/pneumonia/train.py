@@ -363,7 +363,7 @@ def train_one(
         raise ValueError(f"balance must be one of {', '.join(BALANCE_METHODS)}, not {run.balance!r}")
 
     train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed)
-    if run.balance == "oversample":
+    if copies:
         # As many steps as the real images make: an epoch costs what a class-weighted one does, and
         # early stopping's patience counts the same number of steps.
         steps_per_epoch = math.ceil(real_images / run.batch_size)
