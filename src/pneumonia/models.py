@@ -8,6 +8,9 @@ import keras
 from keras import layers, regularizers
 
 
+GLOBAL_POOLING = {"average": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D}
+
+
 def make_cnn(
     input_shape: tuple[int, int, int],
     filters: tuple[int, ...] = (16, 32, 64, 128, 256),
@@ -19,6 +22,7 @@ def make_cnn(
     instance_norm_blocks: int = 0,
     group_norm_blocks: int = 0,
     group_norm_groups: int = 4,
+    global_pooling: str = "average",
     name: str = "cnn",
 ) -> keras.Model:
     """A from-scratch CNN: conv blocks (Conv, BatchNorm, ReLU, MaxPool), global pooling, dropout, sigmoid.
@@ -38,7 +42,13 @@ def make_cnn(
     ``group_norm_blocks``: the first that many blocks normalise all their channels per image, in
     ``group_norm_groups`` groups (Wu and He 2018), in place of BatchNorm: statistics that neither the
     batch nor the set scored can move.
+
+    ``global_pooling="max"`` keeps each feature's strongest response instead of its mean over the
+    image: how much of the frame the chest, a border or the neck fills then moves no feature (variant
+    (aa) of notebook 04).
     """
+    if global_pooling not in GLOBAL_POOLING:
+        raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")
     if instance_norm_blocks and group_norm_blocks:
         raise ValueError("a block normalises one way: give instance_norm_blocks or group_norm_blocks, not both")
     regularizer = regularizers.L2(l2) if l2 else None
@@ -72,7 +82,7 @@ def make_cnn(
             if antialias:
                 x = BlurPool2D(1, name=f"{block}_blur")(x)
             x = layers.MaxPooling2D(2, name=f"{block}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = GLOBAL_POOLING[global_pooling](name="global_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="pneumonia")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -383,3 +383,19 @@ def test_build_cnn_follows_the_training_config():
     assert model.name == "variant" and model.input_shape == (None, 32, 32, 1)
     assert "block1_blur" in [layer.name for layer in model.layers if isinstance(layer, models.BlurPool2D)]
     assert model.get_layer("block1_in").groups == 2
+
+
+def test_global_max_pooling_keeps_each_features_strongest_response(tmp_path):
+    model = models.make_cnn((32, 32, 1), filters=(4, 8), global_pooling="max")
+    features = keras.Model(model.input, [model.get_layer("block2_relu").output, model.get_layer("global_pool").output])
+    image = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+    maps, pooled = (np.asarray(output) for output in features(image, training=False))
+    assert np.allclose(pooled, maps.max(axis=(1, 2))) and not np.allclose(pooled, maps.mean(axis=(1, 2)))
+    average = train.build_cnn(train.TrainConfig(image_size=32, filters=(4, 8)))
+    assert isinstance(average.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
+    assert isinstance(train.build_cnn(train.TrainConfig(image_size=32, filters=(4, 8), global_pooling="max"))
+                      .get_layer("global_pool"), keras.layers.GlobalMaxPooling2D)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    with pytest.raises(ValueError, match="global_pooling"):
+        models.make_cnn((32, 32, 1), filters=(4, 8), global_pooling="sum")
