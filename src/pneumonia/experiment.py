@@ -1,7 +1,8 @@
 """``pneumonia experiment``: a variant of notebook 04's CNN, trained and judged on validation only.
 
-Notebook 04's "What we tried" tables compare variants of the published configuration by how their
-seeds rank validation images under changes that other equipment would make. This module makes those
+The experiment log (``reports/experiments/README.md``, summarised in notebook 04's "What we tried")
+compares variants of the published configuration by how their seeds rank validation images under
+changes that other equipment would make. This module makes those
 numbers, so that a row can be regenerated and a new one added with one command::
 
     pneumonia experiment published                    # notebook 04's configuration, seeds 0-2
