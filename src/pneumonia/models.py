@@ -23,6 +23,7 @@ def make_cnn(
     group_norm_blocks: int = 0,
     group_norm_groups: int = 4,
     global_pooling: str = "average",
+    mixstyle_blocks: int = 0,
     name: str = "cnn",
 ) -> keras.Model:
     """A from-scratch CNN: conv blocks (Conv, BatchNorm, ReLU, MaxPool), global pooling, dropout, sigmoid.
@@ -45,7 +46,8 @@ def make_cnn(
 
     ``global_pooling="max"`` keeps each feature's strongest response instead of its mean over the
     image: how much of the frame the chest, a border or the neck fills then moves no feature (variant
-    (aa) of notebook 04).
+    (aa) of notebook 04). ``mixstyle_blocks``: in training, the outputs of the first that many blocks
+    take each other's per-image feature statistics (:class:`MixStyle`), variant (ab).
     """
     if global_pooling not in GLOBAL_POOLING:
         raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")
@@ -82,10 +84,50 @@ def make_cnn(
             if antialias:
                 x = BlurPool2D(1, name=f"{block}_blur")(x)
             x = layers.MaxPooling2D(2, name=f"{block}_pool")(x)
+        if index < mixstyle_blocks:
+            x = MixStyle(name=f"{block}_mixstyle")(x)
     x = GLOBAL_POOLING[global_pooling](name="global_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="pneumonia")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="pneumonia")
+class MixStyle(layers.Layer):
+    """In training, each image's features take a random mix of their own and another image's
+    per-channel mean and standard deviation (MixStyle, Zhou et al. 2021); at inference, nothing.
+
+    Feature statistics of the shallow layers carry an image's style (its exposure, texture,
+    framing), so mixing them between images of a batch trains the network on styles that no single
+    training image had. With ``probability`` a batch is mixed; the weights are Beta(``alpha``,
+    ``alpha``) per image, and the statistics are not differentiated through, as in the paper.
+    """
+
+    def __init__(self, probability: float = 0.5, alpha: float = 0.1, epsilon: float = 1e-6, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability, self.alpha, self.epsilon, self.seed = probability, alpha, epsilon, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or not self.probability:
+            return inputs
+        ops = keras.ops
+        batch = ops.shape(inputs)[0]
+        mean = ops.stop_gradient(ops.mean(inputs, axis=(1, 2), keepdims=True))
+        std = ops.stop_gradient(ops.sqrt(ops.var(inputs, axis=(1, 2), keepdims=True) + self.epsilon))
+        weight = keras.random.beta((batch, 1, 1, 1), self.alpha, self.alpha, seed=self.seed_generator)
+        partner = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+        mixed_mean = weight * mean + (1 - weight) * ops.take(mean, partner, axis=0)
+        mixed_std = weight * std + (1 - weight) * ops.take(std, partner, axis=0)
+        mixed = (inputs - mean) / std * mixed_std + mixed_mean
+        return ops.where(keras.random.uniform((), seed=self.seed_generator) < self.probability, mixed, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "alpha": self.alpha,
+                "epsilon": self.epsilon, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="pneumonia")

@@ -38,6 +38,7 @@ class TrainConfig:
     group_norm_blocks: int = 0  # the first n blocks normalise per image, in groups, instead of BatchNorm (models.make_cnn)
     group_norm_groups: int = 4
     global_pooling: str = "average"  # or "max" (models.make_cnn)
+    mixstyle_blocks: int = 0  # the first n blocks' outputs mix per-image feature statistics in training (models.MixStyle)
     batch_size: int = 32
     epochs: int = 20
     learning_rate: float = 1e-3
@@ -326,7 +327,8 @@ def build_cnn(run: TrainConfig):
                     stem_stride=run.stem_stride, dropout=run.dropout, l2=run.l2,
                     batchnorm_momentum=run.batchnorm_momentum, antialias=run.antialias,
                     instance_norm_blocks=run.instance_norm_blocks, group_norm_blocks=run.group_norm_blocks,
-                    group_norm_groups=run.group_norm_groups, global_pooling=run.global_pooling, name=run.name)
+                    group_norm_groups=run.group_norm_groups, global_pooling=run.global_pooling,
+                    mixstyle_blocks=run.mixstyle_blocks, name=run.name)
 
 
 def train_one(

@@ -399,3 +399,29 @@ def test_global_max_pooling_keeps_each_features_strongest_response(tmp_path):
     assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
     with pytest.raises(ValueError, match="global_pooling"):
         models.make_cnn((32, 32, 1), filters=(4, 8), global_pooling="sum")
+
+
+def test_mixstyle_mixes_per_image_feature_statistics_in_training_only(tmp_path):
+    rng = np.random.default_rng(0)
+    features = (rng.random((8, 6, 6, 3)) * np.arange(1, 9)[:, None, None, None] + np.arange(8)[:, None, None, None])
+    features = features.astype(np.float32)
+    always = models.MixStyle(probability=1.0, alpha=0.5, seed=1)
+    mixed = np.asarray(always(features, training=True))
+    means, mixed_means = features.mean(axis=(1, 2)), mixed.mean(axis=(1, 2))
+    # Each image's new mean is a mix of two images' means: within the batch's range, and not its own.
+    assert np.all(mixed_means >= means.min(axis=0) - 1e-4) and np.all(mixed_means <= means.max(axis=0) + 1e-4)
+    assert not np.allclose(mixed_means, means, atol=1e-2)
+    # Normalised, each image's pattern is unchanged: only its statistics move.
+    standardise = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+    assert np.allclose(standardise(mixed), standardise(features), atol=1e-3)
+    assert np.array_equal(np.asarray(always(features, training=False)), features)
+    assert np.array_equal(np.asarray(models.MixStyle(probability=0.0)(features, training=True)), features)
+
+    model = models.make_cnn((32, 32, 1), filters=(4, 8, 16), mixstyle_blocks=2)
+    names = [layer.name for layer in model.layers]
+    assert "block1_mixstyle" in names and "block2_mixstyle" in names and "block3_mixstyle" not in names
+    assert "block1_mixstyle" in [layer.name for layer in train.build_cnn(
+        train.TrainConfig(image_size=32, filters=(4, 8), mixstyle_blocks=1)).layers]
+    image = rng.random((2, 32, 32, 1), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
