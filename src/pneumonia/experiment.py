@@ -2,8 +2,8 @@
 
 The experiment log (``reports/experiments/README.md``, summarised in notebook 04's "What we tried")
 compares variants of the published configuration by how their seeds rank validation images under
-changes that other equipment would make. This module makes those
-numbers, so that a row can be regenerated and a new one added with one command::
+changes that other equipment would make. This module makes those numbers, so that a row can be
+regenerated and a new one added with one command::
 
     pneumonia experiment published                    # notebook 04's configuration, seeds 0-2
     pneumonia experiment longer --set epochs=40       # the same with one setting changed

@@ -45,9 +45,10 @@ def make_cnn(
     batch nor the set scored can move.
 
     ``global_pooling="max"`` keeps each feature's strongest response instead of its mean over the
-    image: how much of the frame the chest, a border or the neck fills then moves no feature (variant
-    (aa) of notebook 04). ``mixstyle_blocks``: in training, the outputs of the first that many blocks
-    take each other's per-image feature statistics (:class:`MixStyle`), variant (ab).
+    image: how much of the frame the chest, a border or the neck fills then moves no feature.
+    ``mixstyle_blocks``: in training, the outputs of the first that many blocks take each other's
+    per-image feature statistics (:class:`MixStyle`). Both were tried and not adopted: variants (aa)
+    and (ab) of the experiment log, ``reports/experiments/README.md``.
     """
     if global_pooling not in GLOBAL_POOLING:
         raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")
@@ -97,8 +98,8 @@ class MixStyle(layers.Layer):
     """In training, each image's features take a random mix of their own and another image's
     per-channel mean and standard deviation (MixStyle, Zhou et al. 2021); at inference, nothing.
 
-    Feature statistics of the shallow layers carry an image's style (its exposure, texture,
-    framing), so mixing them between images of a batch trains the network on styles that no single
+    Feature statistics of the shallow layers carry an image's style (its exposure, contrast,
+    texture), so mixing them between images of a batch trains the network on styles that no single
     training image had. With ``probability`` a batch is mixed; the weights are Beta(``alpha``,
     ``alpha``) per image, and the statistics are not differentiated through, as in the paper.
     """
