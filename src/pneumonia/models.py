@@ -114,14 +114,19 @@ class MixStyle(layers.Layer):
             return inputs
         ops = keras.ops
         batch = ops.shape(inputs)[0]
-        mean = ops.stop_gradient(ops.mean(inputs, axis=(1, 2), keepdims=True))
-        std = ops.stop_gradient(ops.sqrt(ops.var(inputs, axis=(1, 2), keepdims=True) + self.epsilon))
         weight = keras.random.beta((batch, 1, 1, 1), self.alpha, self.alpha, seed=self.seed_generator)
         partner = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
-        mixed_mean = weight * mean + (1 - weight) * ops.take(mean, partner, axis=0)
-        mixed_std = weight * std + (1 - weight) * ops.take(std, partner, axis=0)
-        mixed = (inputs - mean) / std * mixed_std + mixed_mean
-        return ops.where(keras.random.uniform((), seed=self.seed_generator) < self.probability, mixed, inputs)
+        mix = keras.random.uniform((), seed=self.seed_generator) < self.probability
+
+        def mixed():
+            mean = ops.stop_gradient(ops.mean(inputs, axis=(1, 2), keepdims=True))
+            std = ops.stop_gradient(ops.sqrt(ops.var(inputs, axis=(1, 2), keepdims=True) + self.epsilon))
+            mixed_mean = weight * mean + (1 - weight) * ops.take(mean, partner, axis=0)
+            mixed_std = weight * std + (1 - weight) * ops.take(std, partner, axis=0)
+            return (inputs - mean) / std * mixed_std + mixed_mean
+
+        # A batch left unmixed skips the statistics and the rescaling (half the batches at probability 0.5).
+        return ops.cond(mix, mixed, lambda: inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
