@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumonia import data, preprocess, split
+from pneumonia import data, preprocess, split, train
 
 
 def _save(path, image, **kwargs):
@@ -280,3 +280,33 @@ def test_unknown_names_are_attribute_errors():
     assert not hasattr(preprocess, "RandomNothing")
     with pytest.raises(AttributeError, match="RandomNothing"):
         preprocess.RandomNothing
+
+
+def test_stretch_normal_stretches_only_normal_images_vertically_within_its_limit():
+    # Each image: one bright row 12 px above the centre. A vertical stretch by s moves it to 12 * s above.
+    size, offset, limit = 65, 12, 0.2
+    images = np.zeros((40, size, size, 1), dtype=np.uint8)
+    images[:, size // 2 - offset] = 255
+    labels = np.arange(40) % 2  # NORMAL, PNEUMONIA, ...
+
+    def rows(seed):
+        data, steps = train.training_batches(images, labels, batch_size=40, seed=seed, normal_stretch=limit)
+        iterator = iter(data)
+        return [next(iterator) for _ in range(2)]
+
+    (first, first_labels), (second, second_labels) = rows(seed=1)
+    for batch, batch_labels in ((first, first_labels), (second, second_labels)):
+        batch, batch_labels = batch.numpy(), batch_labels.numpy()
+        pneumonia = batch[batch_labels == 1]
+        np.testing.assert_array_equal(pneumonia, np.broadcast_to(images[:1] / 255, pneumonia.shape))
+        normal = batch[batch_labels == 0][..., 0]
+        mass = normal.sum(axis=(1, 2)) / size
+        assert np.all(mass > 0.75) and np.all(mass < 1 + limit + 0.15)  # one row, spread over about s rows
+        centre_of_mass = (normal.mean(axis=2) * np.arange(size)).sum(axis=1) / normal.mean(axis=2).sum(axis=1)
+        stretch = (size // 2 - centre_of_mass) / offset
+        assert np.all(stretch > 1 - 0.02) and np.all(stretch < 1 + limit + 0.02)
+        assert stretch.std() > 0.02  # each image draws its own factor
+    np.testing.assert_array_equal(rows(seed=1)[0][0].numpy(), first.numpy())  # the same seed, the same draws
+    assert not np.array_equal(np.sort(first.numpy().ravel()), np.sort(second.numpy().ravel()))  # new draws each epoch
+    plain, _ = train.training_batches(images, labels, batch_size=40, seed=1)
+    assert np.isin(np.unique(next(iter(plain))[0].numpy()), [0.0, 1.0]).all()  # off by default: nothing resampled
