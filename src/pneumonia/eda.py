@@ -107,26 +107,46 @@ def plot_sample_grid(splits: pd.DataFrame, per_class: int = 6, split: str = "tra
     return figure
 
 
-def sharpness(images: np.ndarray) -> np.ndarray:
-    """How much fine detail each image has: the mean absolute difference, in grey levels, between
-    horizontally and between vertically neighbouring pixels (a grain, an edge enhancement or a crisper
-    resize raises it; a blur lowers it)."""
-    out = np.empty(len(images), np.float32)
+def grey_steps(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's mean absolute difference, in grey levels, between horizontally neighbouring pixels
+    (``across``) and between vertically neighbouring ones (``down``); RGB images as their grey mean."""
+    across, down = np.empty(len(images), np.float32), np.empty(len(images), np.float32)
     for start in range(0, len(images), 256):  # in chunks: float copies of a whole split would take gigabytes
         pixels = images[start:start + 256].astype(np.float32)
         if pixels.ndim == 4:
             pixels = pixels.mean(-1)
-        across = np.abs(np.diff(pixels, axis=2)).mean((1, 2))
-        down = np.abs(np.diff(pixels, axis=1)).mean((1, 2))
-        out[start:start + 256] = (across + down) / 2
-    return out
+        across[start:start + 256] = np.abs(np.diff(pixels, axis=2)).mean((1, 2))
+        down[start:start + 256] = np.abs(np.diff(pixels, axis=1)).mean((1, 2))
+    return across, down
+
+
+def sharpness(images: np.ndarray) -> np.ndarray:
+    """How much fine detail each image has: the mean of its two ``grey_steps`` (a grain, an edge
+    enhancement or a crisper resize raises it; a blur lowers it)."""
+    across, down = grey_steps(images)
+    return (across + down) / 2
+
+
+def step_anisotropy(images: np.ndarray) -> np.ndarray:
+    """The log ratio of each image's horizontal to vertical ``grey_steps`` (0 for a flat image).
+
+    Squeezing an image horizontally, or stretching it vertically, raises it: resizing a wide
+    original to a square is one such squeeze. Grain, frames and blur move it too, so it is a mark
+    of shape among others, not a measure of the original's aspect ratio.
+    """
+    across, down = grey_steps(images)
+    return np.log((across + 1e-3) / (down + 1e-3))
+
+
+MEASURES = {"sharpness": sharpness, "anisotropy": step_anisotropy}
 
 
 def sharpness_table(splits: pd.DataFrame, split: str = "train", image_size: int = 160, limit: int | None = None,
                     progress: bool = True) -> pd.DataFrame:
     """One row per ``split`` image, grey at the models' ``image_size``: label, patient, its file-name numbering
-    (``person`` for PNEUMONIA, ``IM`` or ``NORMAL2-IM`` for NORMAL) and its sharpness, as decoded and after the
-    masked histogram equalisation the models see (notebook 03)."""
+    (``person`` for PNEUMONIA, ``IM`` or ``NORMAL2-IM`` for NORMAL) and each of ``MEASURES`` (its sharpness
+    and its step anisotropy), as decoded and after the masked histogram equalisation the models see
+    (notebook 03)."""
     from pneumonia import preprocess
 
     images, _, rows = preprocess.load_split(splits, split, image_size, 1, limit=limit, progress=progress)
@@ -134,41 +154,65 @@ def sharpness_table(splits: pd.DataFrame, split: str = "train", image_size: int 
     names = frame["path"].map(lambda path: Path(path).name)
     frame["numbering"] = np.select([names.str.startswith("NORMAL2-"), frame["label"] == config.CLASS_NAMES[0]],
                                    ["NORMAL2-IM", "IM"], "person")
-    frame["sharpness"] = sharpness(images)
-    frame["sharpness_equalised"] = sharpness(preprocess.normalize_intensity(images, "equalize_masked"))
+    equalised = preprocess.normalize_intensity(images, "equalize_masked")
+    for name, measure in MEASURES.items():
+        frame[name] = measure(images)
+        frame[f"{name}_equalised"] = measure(equalised)
     return frame
 
 
-def separability(frame: pd.DataFrame, column: str) -> float:
-    """ROC AUC of ``column`` alone for PNEUMONIA, lower values meaning PNEUMONIA (0.5: no information)."""
-    return float(roc_auc_score(frame["label"] == config.CLASS_NAMES[1], -frame[column]))
+def separability(frame: pd.DataFrame, column: str, higher: bool = False) -> float:
+    """ROC AUC of ``column`` alone for PNEUMONIA, lower values meaning PNEUMONIA (``higher``: higher
+    values do); 0.5: no information."""
+    values = frame[column] if higher else -frame[column]
+    return float(roc_auc_score(frame["label"] == config.CLASS_NAMES[1], values))
 
 
 NUMBERINGS = {"IM": "NORMAL, IM-…", "NORMAL2-IM": "NORMAL, NORMAL2-IM-…", "person": "PNEUMONIA, person…"}
+# Which way each measure points to PNEUMONIA (``separability``'s ``higher``), and its axis label.
+MEASURE_AXES = {
+    "sharpness": (False, "mean |difference| between neighbouring pixels (grey levels)"),
+    "anisotropy": (True, "log(horizontal / vertical mean |difference| between neighbouring pixels)"),
+}
 
 
-def plot_sharpness(frame: pd.DataFrame):
+def plot_measure(frame: pd.DataFrame, measure: str = "sharpness"):
+    """Histograms of one of ``MEASURES`` per file-name numbering, as decoded and as the models see it."""
+    higher, xlabel = MEASURE_AXES[measure]
     figure, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     named = frame.assign(images=frame["numbering"].map(NUMBERINGS))
-    for axis, column, title in ((axes[0], "sharpness", "as decoded"),
-                                (axes[1], "sharpness_equalised", "after masked equalisation (model input)")):
+    for axis, column, title in ((axes[0], measure, "as decoded"),
+                                (axes[1], f"{measure}_equalised", "after masked equalisation (model input)")):
         sns.histplot(data=named, x=column, hue="images", hue_order=list(NUMBERINGS.values()), bins=50,
                      element="step", stat="density", common_norm=False, ax=axis)
-        axis.set(title=f"Sharpness {title}: AUC alone {separability(frame, column):.2f}",
-                 xlabel="mean |difference| between neighbouring pixels (grey levels)")
+        axis.set(title=f"{measure.capitalize()} {title}: AUC alone {separability(frame, column, higher):.2f}",
+                 xlabel=xlabel)
     figure.tight_layout()
     return figure
 
 
+def anisotropy_under_changes(images: np.ndarray, changes=None) -> pd.Series:
+    """How far each named change of notebook 04's map (``preprocess.ONE_FACTOR_SHIFTS``) moves the mean
+    ``step_anisotropy`` of uint8 ``images`` (equalised, as the models see them), sorted."""
+    from pneumonia import preprocess
+
+    base = step_anisotropy(images).mean()
+    changes = changes or list(preprocess.ONE_FACTOR_SHIFTS)
+    moved = {name: float(step_anisotropy(preprocess.one_factor_shift(images, name)).mean() - base) for name in changes}
+    return pd.Series(moved, name="anisotropy change").sort_values(ascending=False)
+
+
 def sharpness_summary(frame: pd.DataFrame) -> dict:
-    """Per numbering, the images and their sharpness (mean, sd), as decoded and equalised; how well
-    sharpness alone separates the classes; and how well it tells the two NORMAL numberings apart."""
+    """Per numbering, the images and each measure (mean, sd), as decoded and equalised; how well
+    each measure alone separates the classes; and how well sharpness tells the two NORMAL numberings
+    apart."""
     normal, pneumonia = config.CLASS_NAMES
+    columns = [f"{name}{suffix}" for name in MEASURES for suffix in ("", "_equalised")]
     by_numbering = {}
     for numbering, group in frame.groupby("numbering"):
         by_numbering[numbering] = {"images": int(len(group)),
                                    **{f"{column}_{statistic}": round(float(getattr(group[column], statistic)()), 3)
-                                      for column in ("sharpness", "sharpness_equalised") for statistic in ("mean", "std")}}
+                                      for column in columns for statistic in ("mean", "std")}}
     normals = frame[frame["label"] == normal]
     numberings = normals.assign(label=normals["numbering"].map({"IM": normal, "NORMAL2-IM": pneumonia}))
     both = numberings["label"].nunique() == 2
@@ -177,5 +221,7 @@ def sharpness_summary(frame: pd.DataFrame) -> dict:
         "by_numbering": by_numbering,
         "roc_auc_alone": round(separability(frame, "sharpness"), 4),
         "roc_auc_alone_equalised": round(separability(frame, "sharpness_equalised"), 4),
+        "anisotropy_roc_auc_alone": round(separability(frame, "anisotropy", higher=True), 4),
+        "anisotropy_roc_auc_alone_equalised": round(separability(frame, "anisotropy_equalised", higher=True), 4),
         "normal_numberings_roc_auc": round(separability(numberings, "sharpness"), 4) if both else None,
     }

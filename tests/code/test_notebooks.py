@@ -60,7 +60,8 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
     tmp_path = smoke_workspace
     for path in reproduce.notebooks():
         assert (tmp_path / "reports" / "notebooks" / path.name).exists()
-    for figure in ("02-class-counts", "02-image-properties", "02-images-per-patient", "02-sample-grid", "02-sharpness"):
+    for figure in ("02-class-counts", "02-image-properties", "02-images-per-patient", "02-sample-grid", "02-sharpness",
+                   "02-anisotropy"):
         assert (tmp_path / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
     eda = json.loads((tmp_path / "reports" / "metrics" / "02-eda.json").read_text())
     manifest = json.loads((tmp_path / "data" / "raw" / config.MANIFEST_NAME).read_text())
@@ -69,6 +70,8 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
     assert eda["majority_baseline_test"]["accuracy"] == pytest.approx(manifest["counts"]["test"]["PNEUMONIA"] / n_test)
     assert eda["train_val_shared_patients"] == 0
     assert eda["sharpness_train"]["images"] > 0 and 0 <= eda["sharpness_train"]["roc_auc_alone"] <= 1
+    moves = eda["anisotropy_under_changes"]["moves"]
+    assert eda["anisotropy_under_changes"]["normal_images"] > 0 and len(moves) == 21
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     for name in ("cnn", "cnn_smote"):
