@@ -378,13 +378,14 @@ def make_dataset(
     augmentation=None,
     seed: int = 0,
     scale: float = 1 / 255,
-    normal_stretch: float = 0.0,
+    vertical_stretch: dict | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(float32 images, float32 labels)`` batches, pixels times ``scale``
     (in [0, 1] by default; ``scale=1`` keeps 0-255 for models that preprocess themselves).
 
-    ``normal_stretch`` > 0: each NORMAL image of a batch is stretched vertically by a factor drawn
-    anew in [1, 1 + ``normal_stretch``] (:func:`stretch_normal`), for training only.
+    ``vertical_stretch``, for training only: each image is stretched vertically by a factor drawn
+    anew from its class's range, e.g. ``{"NORMAL": (1.2, 1.4), "PNEUMONIA": (1.0, 1.2)}``
+    (:func:`stretch_vertically`).
     """
     import tensorflow as tf
 
@@ -393,11 +394,11 @@ def make_dataset(
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) * scale, y), num_parallel_calls=tf.data.AUTOTUNE)
-    if normal_stretch:
+    if vertical_stretch:
         # One generator for the dataset's whole life, in a sequential map: the draws are the same
         # for the same seed, and differ between epochs and repeats.
         generator = tf.random.Generator.from_seed(seed)
-        dataset = dataset.map(lambda x, y: (stretch_normal(x, y, normal_stretch, generator), y))
+        dataset = dataset.map(lambda x, y: (stretch_vertically(x, y, vertical_stretch, generator), y))
     if augmentation is not None:
         dataset = dataset.map(
             lambda x, y: (tf.clip_by_value(augmentation(x, training=True), 0.0, 255.0 * scale), y),
@@ -406,20 +407,28 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def stretch_normal(images, labels, limit: float, generator):
-    """A batch with each NORMAL image (label 0) stretched vertically by a random factor in [1, 1 + ``limit``]
-    (its middle band resized to the full height, the top and bottom cut off); PNEUMONIA images unchanged.
+def stretch_vertically(images, labels, ranges: dict, generator):
+    """A batch with each image stretched vertically (its middle band resized to the full height, the
+    top and bottom cut off) by a factor drawn from its class's range in ``ranges`` (class name ->
+    (low, high), both at least 1); a class not named is left as it is.
 
     The Kaggle images were resized to a square without keeping their aspect ratio, and in the
-    training split the PNEUMONIA images come out anisotropic in a way a vertical stretch imitates:
-    the log ratio of horizontal to vertical grey-level steps separates the classes with ROC AUC
-    0.86 (experiment log, variant (ac)). Stretching NORMAL images by as much takes that cue away
-    from the label. ``generator`` is a ``tf.random.Generator``.
+    training split the PNEUMONIA images come out anisotropic in a way a vertical stretch imitates
+    (notebook 02, ``eda.step_anisotropy``). Stretching NORMAL images further than PNEUMONIA ones
+    takes that cue away from the label: variants (ac) and (ac′) of the experiment log.
+    ``generator`` is a ``tf.random.Generator``.
     """
     import tensorflow as tf
 
+    unknown = set(ranges) - set(config.CLASS_NAMES)
+    if unknown:
+        raise ValueError(f"vertical_stretch names classes of {config.CLASS_NAMES}, not {sorted(unknown)}")
     count = tf.shape(images)[0]
-    factor = 1.0 + generator.uniform([count], 0.0, limit) * (1.0 - tf.cast(labels, tf.float32))
+    is_pneumonia = tf.cast(labels, tf.float32)
+    low = [float(ranges.get(name, (1.0, 1.0))[0]) for name in config.CLASS_NAMES]
+    high = [float(ranges.get(name, (1.0, 1.0))[1]) for name in config.CLASS_NAMES]
+    draw = generator.uniform([count])
+    factor = (1 - is_pneumonia) * (low[0] + draw * (high[0] - low[0])) + is_pneumonia * (low[1] + draw * (high[1] - low[1]))
     margin = (1.0 - 1.0 / factor) / 2
     zeros, ones = tf.zeros_like(margin), tf.ones_like(margin)
     boxes = tf.stack([margin, zeros, 1.0 - margin, ones], axis=1)

@@ -39,7 +39,7 @@ class TrainConfig:
     group_norm_groups: int = 4
     global_pooling: str = "average"  # or "max" (models.make_cnn)
     mixstyle_blocks: int = 0  # the first n blocks' outputs mix per-image feature statistics in training (models.MixStyle)
-    normal_stretch: float = 0.0  # > 0: NORMAL training images stretched vertically by up to 1 + this (preprocess.stretch_normal)
+    vertical_stretch: dict | None = None  # class -> (low, high): training images stretched vertically (preprocess.stretch_vertically)
     batch_size: int = 32
     epochs: int = 20
     learning_rate: float = 1e-3
@@ -158,7 +158,7 @@ def batchnorm_refresh_data(run: TrainConfig, images: np.ndarray, labels: np.ndar
     """Training batches of their own (seed + 1) for ``BatchNormRefresh``; None when ``run`` refreshes nothing."""
     if not run.bn_refresh_batches:
         return None
-    return training_batches(images, labels, run.batch_size, seed + 1, normal_stretch=run.normal_stretch)[0]
+    return training_batches(images, labels, run.batch_size, seed + 1, vertical_stretch=run.vertical_stretch)[0]
 
 
 def batchnorm_layers(model) -> list:
@@ -289,7 +289,7 @@ def training_model(model, augmentation):
 
 
 def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, scale: float = 1 / 255,
-                     augmentation=None, normal_stretch: float = 0.0):
+                     augmentation=None, vertical_stretch: dict | None = None):
     """Shuffled training batches without end, and how many make one epoch: ``fit(data, steps_per_epoch=steps)``.
 
     Given a finite dataset, Keras builds a new iterator every epoch and tears the old one down; after
@@ -299,11 +299,11 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     Repeated, one iterator serves the whole fit, and each epoch is still a fresh shuffle of every
     image (a different order from the finite dataset's after the first epoch: Keras re-creates
     that one its own way). ``augmentation`` runs inside the pipeline (``make bench`` compares that
-    placement; training runs it in the model instead, ``training_model``). ``normal_stretch``: see
+    placement; training runs it in the model instead, ``training_model``). ``vertical_stretch``: see
     ``preprocess.make_dataset``; it needs the labels, so it cannot run inside the model.
     """
     data = preprocess.make_dataset(images, labels, batch_size, shuffle=True, augmentation=augmentation, seed=seed,
-                                   scale=scale, normal_stretch=normal_stretch)
+                                   scale=scale, vertical_stretch=vertical_stretch)
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 
@@ -368,7 +368,7 @@ def train_one(
         raise ValueError(f"balance must be one of {', '.join(BALANCE_METHODS)}, not {run.balance!r}")
 
     train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed,
-                                                   normal_stretch=run.normal_stretch)
+                                                   vertical_stretch=run.vertical_stretch)
     if copies:
         # As many steps as the real images make: an epoch costs what a class-weighted one does, and
         # early stopping's patience counts the same number of steps.

@@ -282,31 +282,38 @@ def test_unknown_names_are_attribute_errors():
         preprocess.RandomNothing
 
 
-def test_stretch_normal_stretches_only_normal_images_vertically_within_its_limit():
+@pytest.mark.parametrize("pneumonia_range", [None, (1.0, 1.2)])
+def test_vertical_stretch_draws_each_image_a_factor_from_its_class_range(pneumonia_range):
     # Each image: one bright row 12 px above the centre. A vertical stretch by s moves it to 12 * s above.
-    size, offset, limit = 65, 12, 0.2
+    size, offset = 65, 12
     images = np.zeros((40, size, size, 1), dtype=np.uint8)
     images[:, size // 2 - offset] = 255
     labels = np.arange(40) % 2  # NORMAL, PNEUMONIA, ...
+    ranges = {"NORMAL": (1.2, 1.4)} | ({"PNEUMONIA": pneumonia_range} if pneumonia_range else {})
 
-    def rows(seed):
-        data, steps = train.training_batches(images, labels, batch_size=40, seed=seed, normal_stretch=limit)
+    def batches(seed):
+        data, steps = train.training_batches(images, labels, batch_size=40, seed=seed, vertical_stretch=ranges)
         iterator = iter(data)
         return [next(iterator) for _ in range(2)]
 
-    (first, first_labels), (second, second_labels) = rows(seed=1)
+    def stretches(batch):
+        rows = batch[..., 0].mean(axis=2)
+        centre_of_mass = (rows * np.arange(size)).sum(axis=1) / rows.sum(axis=1)
+        return (size // 2 - centre_of_mass) / offset
+
+    (first, first_labels), (second, second_labels) = batches(seed=1)
     for batch, batch_labels in ((first, first_labels), (second, second_labels)):
         batch, batch_labels = batch.numpy(), batch_labels.numpy()
+        normal = stretches(batch[batch_labels == 0])
+        assert np.all(normal > 1.2 - 0.02) and np.all(normal < 1.4 + 0.02) and normal.std() > 0.02
         pneumonia = batch[batch_labels == 1]
-        np.testing.assert_array_equal(pneumonia, np.broadcast_to(images[:1] / 255, pneumonia.shape))
-        normal = batch[batch_labels == 0][..., 0]
-        mass = normal.sum(axis=(1, 2)) / size
-        assert np.all(mass > 0.75) and np.all(mass < 1 + limit + 0.15)  # one row, spread over about s rows
-        centre_of_mass = (normal.mean(axis=2) * np.arange(size)).sum(axis=1) / normal.mean(axis=2).sum(axis=1)
-        stretch = (size // 2 - centre_of_mass) / offset
-        assert np.all(stretch > 1 - 0.02) and np.all(stretch < 1 + limit + 0.02)
-        assert stretch.std() > 0.02  # each image draws its own factor
-    np.testing.assert_array_equal(rows(seed=1)[0][0].numpy(), first.numpy())  # the same seed, the same draws
+        if pneumonia_range is None:  # a class not named is left exactly as it was
+            np.testing.assert_array_equal(pneumonia, np.broadcast_to(images[:1] / 255, pneumonia.shape))
+        else:
+            assert np.all(stretches(pneumonia) > 1.0 - 0.02) and np.all(stretches(pneumonia) < 1.2 + 0.02)
+    np.testing.assert_array_equal(batches(seed=1)[0][0].numpy(), first.numpy())  # the same seed, the same draws
     assert not np.array_equal(np.sort(first.numpy().ravel()), np.sort(second.numpy().ravel()))  # new draws each epoch
     plain, _ = train.training_batches(images, labels, batch_size=40, seed=1)
     assert np.isin(np.unique(next(iter(plain))[0].numpy()), [0.0, 1.0]).all()  # off by default: nothing resampled
+    with pytest.raises(ValueError, match="vertical_stretch names classes"):
+        train.training_batches(images, labels, batch_size=40, seed=1, vertical_stretch={"normal": (1.0, 1.2)})
