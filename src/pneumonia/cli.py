@@ -139,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
         elif args.command == "app":
-            import subprocess
+            import os
 
             from pneumonia import app as app_module
 
             command = [sys.executable, "-m", "streamlit", "run", app_module.__file__, "--server.headless", "true",
                        "--server.address", "localhost", "--server.port", str(args.port),
                        "--browser.gatherUsageStats", "false"]
-            return subprocess.call(command)
+            # Become the server rather than wait for it, so that a signal to this process (a service manager,
+            # a test's terminate) reaches the server instead of leaving it running, orphaned.
+            os.execv(sys.executable, command)
         elif args.command == "experiment":
             from pneumonia import experiment
 

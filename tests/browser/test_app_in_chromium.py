@@ -51,6 +51,10 @@ def app_url(tmp_path_factory, tiny_model):
     yield url
     server.terminate()
     server.wait(timeout=20)
+    # Stopping `pneumonia app` must stop the server it started, not orphan it.
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
 
 
 @pytest.fixture(scope="module")
