@@ -415,7 +415,8 @@ def stretch_vertically(images, labels, ranges: dict, generator):
     The Kaggle images were resized to a square without keeping their aspect ratio, and in the
     training split the PNEUMONIA images come out anisotropic in a way a vertical stretch imitates
     (notebook 02, ``eda.step_anisotropy``). Stretching NORMAL images further than PNEUMONIA ones
-    takes that cue away from the label: variants (ac) and (ac′) of the experiment log.
+    takes that cue away from the label, but the class stretched further comes out smoother, a new
+    mark of the label: variants (ac) and (ac′) of the experiment log, neither adopted.
     ``generator`` is a ``tf.random.Generator``.
     """
     import tensorflow as tf
