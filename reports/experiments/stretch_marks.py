@@ -3,8 +3,9 @@ vertical stretch moves the mark of the label, on the training split only (no net
 
     .venv/bin/python reports/experiments/stretch_marks.py
 
-Prints the classes' grey-level steps across and down and, for the training images as they are and under three stretches, the class gap and ROC AUC of
-notebook 02's step anisotropy and the log share of vertical spectral power in the top fifth of the band.
+Prints the classes' grey-level steps across and down and, for the training images as they are and under
+three stretches, the class gap and ROC AUC of notebook 02's step anisotropy and the log share of vertical
+spectral power in the top fifth of the band.
 """
 
 import numpy as np

@@ -52,7 +52,6 @@ def app_url(tmp_path_factory, tiny_model):
     server.terminate()
     server.wait(timeout=20)
     # Stopping `pneumonia app` must stop the server it started, not orphan it.
-    time.sleep(1)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
 
