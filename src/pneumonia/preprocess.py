@@ -212,6 +212,7 @@ def make_augmentation(
     sharpness: tuple[float, float] | None = None,
     noise: float = 0.0,
     frame: float = 0.0,
+    amplitude_mix: float = 0.0,
     seed: int | None = None,
 ):
     """A Keras ``Sequential`` of preprocessing layers, or None when every amount is zero.
@@ -222,7 +223,9 @@ def make_augmentation(
     wrong side, so it is off by default. Images are in [0, 1]. Against differences between machines
     (notebook 04's one-change map): ``sharpness`` is Keras' ``RandomSharpness`` range (0 blurs,
     0.5 leaves the image, 1 sharpens), ``noise`` the standard deviation of Gaussian grain, and
-    ``frame`` the widest black or white border (a fraction of the size) drawn on half the images.
+    ``frame`` the widest black or white border (a fraction of the size) drawn on half the images, and
+    ``amplitude_mix`` the largest share of another image's Fourier amplitude mixed into half the images
+    (:class:`RandomAmplitudeMix`).
 
     Rotation, shift, shear and zoom are one :class:`RandomAffine` layer: Keras' separate
     ``RandomRotation``/``RandomTranslation``/``RandomZoom`` layers resample every image once each,
@@ -245,6 +248,8 @@ def make_augmentation(
         layers.append(keras.layers.GaussianNoise(noise, seed=seed))
     if frame:
         layers.append(_random_frame_class()(frame, seed=seed))
+    if amplitude_mix:
+        layers.append(_random_amplitude_mix_class()(amplitude_mix, seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
@@ -360,7 +365,49 @@ def _random_frame_class():
     return RandomFrame
 
 
-_LAYER_CLASSES = {"RandomAffine": _random_affine_class, "RandomFrame": _random_frame_class}
+@functools.cache
+def _random_amplitude_mix_class():
+    import keras
+
+    @keras.saving.register_keras_serializable("pneumonia")
+    class RandomAmplitudeMix(_random_image_layer_class()):
+        """Amplitude mix (Xu et al. 2021, "A Fourier-based framework for domain generalization"): with
+        probability ``probability`` an image keeps the phase of its Fourier spectrum, which carries its
+        structure, and takes ``(1 - share)`` of its own amplitude and ``share`` of a random other batch
+        image's, with ``share`` drawn in ``[0, strength]``; the result is clipped to [0, 1].
+
+        The amplitude spectrum holds what acquisition changes (sharpness, grain, contrast and the
+        anisotropy a squashing resize leaves), and on this training split it separates the classes
+        (notebook 02). Mixed with a partner of either class, it stops going with the label.
+        Identity unless training.
+        """
+
+        def __init__(self, strength=1.0, probability=0.5, seed=None, **kwargs):
+            super().__init__(seed=seed, **kwargs)
+            self.strength, self.probability = strength, probability
+
+        def transform(self, images):
+            ops = keras.ops
+            batch = ops.shape(images)[0]
+            planes = ops.transpose(images, (0, 3, 1, 2))  # fft2 works on the last two axes
+            real, imaginary = ops.fft2((planes, ops.zeros_like(planes)))
+            amplitude = ops.sqrt(real * real + imaginary * imaginary)
+            partner = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+            draws = keras.random.uniform((batch, 2), seed=self.seed_generator)
+            share = ops.where(draws[:, 1] < self.probability, draws[:, 0] * self.strength, 0.0)[:, None, None, None]
+            mixed = (1 - share) * amplitude + share * ops.take(amplitude, partner, axis=0)
+            scale = mixed / ops.maximum(amplitude, 1e-6)
+            planes, _ = ops.ifft2((real * scale, imaginary * scale))
+            return ops.clip(ops.transpose(planes, (0, 2, 3, 1)), 0.0, 1.0)
+
+        def get_config(self):
+            return {**super().get_config(), "strength": self.strength, "probability": self.probability}
+
+    return RandomAmplitudeMix
+
+
+_LAYER_CLASSES = {"RandomAffine": _random_affine_class, "RandomFrame": _random_frame_class,
+                  "RandomAmplitudeMix": _random_amplitude_mix_class}
 
 
 def __getattr__(name):

@@ -130,6 +130,33 @@ def test_random_frame_draws_black_or_white_borders_on_about_half_the_images():
     assert (clone.width, clone.probability, clone.seed) == (0.1, 0.5, 0)
 
 
+
+def test_random_amplitude_mix_keeps_each_images_phase_and_mixes_amplitudes():
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(2, 32, 32)), 1), 2)  # two different mid-grey images, no clipping
+    images = (0.5 + 0.2 * smooth / np.abs(smooth).max())[..., None].astype(np.float32)
+    batch = np.repeat(images, 100, axis=0)
+    layer = preprocess.RandomAmplitudeMix(strength=1.0, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(batch, training=False)), batch)
+    out = np.asarray(layer(batch, training=True))
+    assert out.shape == batch.shape and out.min() >= 0.0 and out.max() <= 1.0
+    changed = np.abs(out - batch).max(axis=(1, 2, 3)) > 1e-4
+    assert 0.15 < changed.mean() < 0.35  # half the images mix, and half of those draw the other image as partner
+    spectra = np.fft.fft2(images[..., 0])
+    low, high = np.minimum(*np.abs(spectra)), np.maximum(*np.abs(spectra))
+    for index in np.flatnonzero(changed)[:10]:
+        own = spectra[index // 100]
+        spectrum = np.fft.fft2(out[index, ..., 0])
+        assert np.all(np.abs(spectrum) >= low - 1e-2) and np.all(np.abs(spectrum) <= high + 1e-2)
+        strong = np.abs(own) > 1.0
+        np.testing.assert_allclose(np.angle(spectrum[strong] / own[strong]), 0.0, atol=1e-3)  # phase kept
+    same = np.repeat(images[:1], 8, axis=0)  # partners with the same amplitude: nothing to mix
+    np.testing.assert_allclose(np.asarray(layer(same, training=True)), same, atol=1e-5)
+    clone = preprocess.RandomAmplitudeMix.from_config(layer.get_config())
+    assert (clone.strength, clone.probability, clone.seed) == (1.0, 0.5, 0)
+    assert [type(layer).__name__ for layer in preprocess.make_augmentation(zoom=0.2, amplitude_mix=1.0).layers] == [
+        "RandomAffine", "RandomAmplitudeMix"]
+
 def _square(size=32, batch=8):
     images = np.zeros((batch, size, size, 1), np.float32)
     images[:, 12:20, 12:20] = 1.0
