@@ -100,10 +100,12 @@ def load_split(
     return images, labels_of(rows), rows
 
 
-INTENSITY_METHODS = ("none", "equalize", "equalize_masked")
+INTENSITY_METHODS = ("none", "equalize", "equalize_masked", "equalize_middle")
 # Pixels at or below this level (black borders, collimation, air outside the body) are left out of
 # ``equalize_masked``'s histogram.
 MASK_LEVEL = 8
+# ``equalize_middle`` also leaves out this share of each side of the image.
+MIDDLE_MARGIN = 0.125
 
 
 def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
@@ -113,21 +115,30 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     any monotonic change of exposure, gamma or contrast between machines. ``equalize_masked`` builds
     that histogram from the pixels above ``MASK_LEVEL`` only: with plain equalisation, a black border
     (a smaller chest in the frame) pushes every other grey level up, and the lungs turn grey — what
-    pneumonia looks like (notebook 04 measures it). It runs before the model, on training, validation
-    and test images alike; the model's sidecar records the method.
+    pneumonia looks like (notebook 04 measures it). A border one level above ``MASK_LEVEL`` is counted
+    again, though, and does the same (the experiment log, "Frames taken apart"); ``equalize_middle``
+    builds the histogram from the middle of the image only, leaving ``MIDDLE_MARGIN`` of each side out
+    as well, so that nothing drawn at the border moves the mapping. It runs before the model, on
+    training, validation and test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
     if method not in INTENSITY_METHODS:
         raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
-    from PIL import ImageOps
+    from PIL import ImageChops, ImageOps
 
     out = np.empty_like(images)
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
         mask = None
-        if method == "equalize_masked":
+        if method in ("equalize_masked", "equalize_middle"):
             mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
+        if method == "equalize_middle":
+            width, height = picture.size
+            left, top = round(MIDDLE_MARGIN * width), round(MIDDLE_MARGIN * height)
+            middle = Image.new("L", picture.size, 0)
+            middle.paste(255, (left, top, width - left, height - top))
+            mask = ImageChops.darker(mask, middle)
         array = np.asarray(ImageOps.equalize(picture, mask=mask), dtype=np.uint8)
         out[index] = array[..., None] if image.shape[-1] == 1 else array
     return out

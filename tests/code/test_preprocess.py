@@ -275,6 +275,21 @@ def test_masked_equalisation_ignores_a_black_border_that_plain_equalisation_does
         preprocess.normalize_intensity(chest, "clahe")
 
 
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_middle_equalisation_ignores_a_grey_border_that_masked_equalisation_counts(channels):
+    rng = np.random.default_rng(0)
+    images = rng.integers(20, 230, (2, 48, 48, channels), dtype=np.uint8)
+    framed = images.copy()
+    framed[:, :5], framed[:, -5:], framed[:, :, :5], framed[:, :, -5:] = 40, 40, 40, 40  # above the mask level
+    middle = (slice(None), slice(6, 42), slice(6, 42))
+    for method, same in (("equalize_masked", False), ("equalize_middle", True)):
+        plain = preprocess.normalize_intensity(images, method)[middle]
+        inside = preprocess.normalize_intensity(framed, method)[middle]
+        assert np.array_equal(plain, inside) == same, method
+    out = preprocess.normalize_intensity(framed, "equalize_middle")
+    assert out.dtype == np.uint8 and out.shape == framed.shape and out.max() == 255
+
 @pytest.mark.parametrize("name", list(preprocess.ONE_FACTOR_SHIFTS))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_one_factor_shift_changes_images_but_not_shapes(name, channels):
