@@ -4,10 +4,11 @@ published configuration, and how the training images' borders differ by class. I
     .venv/bin/python reports/experiments/frame_marks.py [TAG]
 
 TAG is a recorded run whose seeds are in models/experiments/TAG/ (default published-seeds42to47; train it with
-``pneumonia experiment published-seeds42to47 --seeds 42 43 44 45 46 47 --against none``). Prints each seed's mean
-sensitivity, specificity and ROC AUC on validation under frames taken apart (width, sides, edge, grey level), with the
-mean grey level of the middle of the image after masked equalisation (what the network sees there), then the
-share of black pixels at each border of the training images, by class.
+``pneumonia experiment published-seeds42to47 --seeds 42 43 44 45 46 47 --against none``). Prints the seeds' mean
+sensitivity, specificity and ROC AUC on validation under frames taken apart (width, sides, edge, grey level), the mean
+grey level of the middle of the image after the seeds' equalisation (what the network sees there) and each seed's
+specificity; then the share of black pixels at each border of the training images, and of dark grey ones
+in their outer 8%, by class.
 """
 
 import json
@@ -53,15 +54,18 @@ def main(tag: str = "published-seeds42to47"):
         "white, 8% (the map's)": framed(images, 0.08, level=255),
         "white, 8%, soft edge 8 px": framed(images, 0.08, level=255, soft=8),
     }
-    print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds)")
+    intensity = sidecars[0].get("intensity", "none")
+    print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds); "
+          f"intensity {intensity}")
     for name, changed in cases.items():
         scores = [evaluate.binary_metrics(labels, probability, sidecar["threshold"])
                   for probability, (_, sidecar) in zip(evaluate.seed_probabilities(members, changed), members)]
-        middle = preprocess.normalize_intensity(changed, "equalize_masked")[:, IMAGE_SIZE // 4:-IMAGE_SIZE // 4,
-                                                                            IMAGE_SIZE // 4:-IMAGE_SIZE // 4].mean()
+        quarter = IMAGE_SIZE // 4
+        middle = preprocess.normalize_intensity(changed, intensity)[:, quarter:-quarter, quarter:-quarter].mean()
         print(f"  {name:28s} " + ", ".join(f"{metric} {np.mean([score[metric] for score in scores]):.3f}"
                                            for metric in ("sensitivity", "specificity", "roc_auc"))
-              + f", equalised middle {middle:.0f}")
+              + f", equalised middle {middle:.0f}; specificity per seed "
+              + " ".join(f"{score['specificity']:.2f}" for score in scores))
     train, train_labels, _ = preprocess.load_split(splits, "train", IMAGE_SIZE, 1, progress=False)
     pixels = train[..., 0]
     band = 5
@@ -72,6 +76,13 @@ def main(tag: str = "published-seeds42to47"):
         normal, pneumonia = black[train_labels == 0].mean(), black[train_labels == 1].mean()
         print(f"  {side:6s} NORMAL {normal:.2f}, PNEUMONIA {pneumonia:.2f}, "
               f"ROC AUC for NORMAL {roc_auc_score(1 - train_labels, black):.2f}")
+    width = round(0.08 * IMAGE_SIZE)
+    border = np.ones(pixels.shape[1:], bool)
+    border[width:-width, width:-width] = False
+    grey = ((pixels > preprocess.MASK_LEVEL) & (pixels <= 60))[:, border].mean(1)
+    print(f"training split: share of dark grey pixels ({preprocess.MASK_LEVEL} < level <= 60) in the outer 8%: "
+          f"NORMAL {grey[train_labels == 0].mean():.2f}, PNEUMONIA {grey[train_labels == 1].mean():.2f}, "
+          f"ROC AUC for PNEUMONIA {roc_auc_score(train_labels, grey):.2f}")
 
 
 if __name__ == "__main__":
