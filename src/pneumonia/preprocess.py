@@ -118,8 +118,9 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     pneumonia looks like (notebook 04 measures it). A border one level above ``MASK_LEVEL`` is counted
     again, though, and does the same (the experiment log, "Frames taken apart"); ``equalize_middle``
     builds the histogram from the middle of the image only, leaving ``MIDDLE_MARGIN`` of each side out
-    as well, so that nothing drawn at the border moves the mapping. It runs before the model, on
-    training, validation and test images alike; the model's sidecar records the method.
+    as well, so that nothing drawn at the border moves the mapping (tried as the log's (af) and not
+    adopted: a white border then reads as NORMAL). It runs before the model, on training, validation
+    and test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
