@@ -391,7 +391,8 @@ def _random_amplitude_mix_class():
         The amplitude spectrum holds what acquisition changes (sharpness, grain, contrast and the
         anisotropy a squashing resize leaves), and on this training split it separates the classes
         (notebook 02). Mixed with a partner of either class, it stops going with the label.
-        Identity unless training.
+        Identity unless training. Tried as the experiment log's (ae) and not adopted: it repaired
+        grain and sharpening and lost on framing.
         """
 
         def __init__(self, strength=1.0, probability=0.5, seed=None, **kwargs):
