@@ -38,9 +38,8 @@ def main():
     print(f"{len(pixels)} training images; ROC AUC for PNEUMONIA (lower steps, higher anisotropy)")
     for name, variant in variants.items():
         across, down = eda.grey_steps(variant)
-        anisotropy = np.log((across + 1e-3) / (down + 1e-3))
         print(f"{name:28s} steps across {roc_auc_score(labels, -across):.3f}, down {roc_auc_score(labels, -down):.3f}, "
-              f"anisotropy {roc_auc_score(labels, anisotropy):.3f}")
+              f"anisotropy {roc_auc_score(labels, eda.step_anisotropy(variant)):.3f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pneumonia import config, evaluate, preprocess, split
+from pneumonia import evaluate, experiment, preprocess, split
 from pneumonia.models import load_model
 
 IMAGE_SIZE = 160
@@ -37,9 +37,10 @@ def framed(images: np.ndarray, share: float, level: int = 0, sides: str = "all",
 
 
 def main(tag: str = "published-seeds42to47"):
-    folder = config.MODELS_DIR / "experiments" / tag
-    sidecars = [json.loads(path.read_text()) for path in sorted(folder.glob("*-seed*.json"))]
-    members = [(load_model(folder / sidecar["model_file"]), sidecar) for sidecar in sidecars]
+    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
+    paths = experiment.recorded_models([tag], [row["seed"] for row in record["per_seed"]])
+    members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
+    sidecars = [sidecar for _, sidecar in members]
     splits = split.read_splits()
     images, labels, _ = preprocess.load_split(splits, "val", IMAGE_SIZE, 1, progress=False)
     cases = {

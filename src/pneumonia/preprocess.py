@@ -128,17 +128,19 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
         raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
     from PIL import ImageChops, ImageOps
 
+    middle = None
+    if method == "equalize_middle":
+        height, width = images.shape[1:3]
+        left, top = round(MIDDLE_MARGIN * width), round(MIDDLE_MARGIN * height)
+        middle = Image.new("L", (width, height), 0)
+        middle.paste(255, (left, top, width - left, height - top))
     out = np.empty_like(images)
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
         mask = None
         if method in ("equalize_masked", "equalize_middle"):
             mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
-        if method == "equalize_middle":
-            width, height = picture.size
-            left, top = round(MIDDLE_MARGIN * width), round(MIDDLE_MARGIN * height)
-            middle = Image.new("L", picture.size, 0)
-            middle.paste(255, (left, top, width - left, height - top))
+        if middle is not None:
             mask = ImageChops.darker(mask, middle)
         array = np.asarray(ImageOps.equalize(picture, mask=mask), dtype=np.uint8)
         out[index] = array[..., None] if image.shape[-1] == 1 else array
