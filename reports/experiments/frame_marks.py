@@ -54,6 +54,7 @@ def main(tag: str = "published-seeds42to47"):
         "grey 40, 8%": framed(images, 0.08, level=40), "grey 128, 8%": framed(images, 0.08, level=128),
         "white, 8% (the map's)": framed(images, 0.08, level=255),
         "white, 8%, soft edge 8 px": framed(images, 0.08, level=255, soft=8),
+        "black, 12%": framed(images, 0.12), "grey 9, 12%": framed(images, 0.12, level=9),
     }
     intensity = sidecars[0].get("intensity", "none")
     print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds); "

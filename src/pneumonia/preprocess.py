@@ -100,12 +100,14 @@ def load_split(
     return images, labels_of(rows), rows
 
 
-INTENSITY_METHODS = ("none", "equalize", "equalize_masked", "equalize_middle")
+INTENSITY_METHODS = ("none", "equalize", "equalize_masked", "equalize_middle", "equalize_blank_border")
 # Pixels at or below this level (black borders, collimation, air outside the body) are left out of
 # ``equalize_masked``'s histogram.
 MASK_LEVEL = 8
 # ``equalize_middle`` also leaves out this share of each side of the image.
 MIDDLE_MARGIN = 0.125
+# ``equalize_blank_border`` sets this share of each side to black before ``equalize_masked``.
+BLANK_BORDER = 0.08
 
 
 def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
@@ -119,8 +121,10 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     again, though, and does the same (the experiment log, "Frames taken apart"); ``equalize_middle``
     builds the histogram from the middle of the image only, leaving ``MIDDLE_MARGIN`` of each side out
     as well, so that nothing drawn at the border moves the mapping (tried as the log's (af) and not
-    adopted: a white border then reads as NORMAL). It runs before the model, on training, validation
-    and test images alike; the model's sidecar records the method.
+    adopted: a white border then reads as NORMAL). ``equalize_blank_border`` sets the outer
+    ``BLANK_BORDER`` of each side to black first, so that the network sees neither the border nor its
+    effect on the histogram (the log's (ah)). It runs before the model, on training, validation and
+    test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
@@ -128,6 +132,11 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
         raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
     from PIL import ImageChops, ImageOps
 
+    if method == "equalize_blank_border":
+        height, width = images.shape[1:3]
+        left, top = round(BLANK_BORDER * width), round(BLANK_BORDER * height)
+        images = images.copy()
+        images[:, :top], images[:, height - top:], images[:, :, :left], images[:, :, width - left:] = 0, 0, 0, 0
     middle = None
     if method == "equalize_middle":
         height, width = images.shape[1:3]
@@ -138,7 +147,7 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
         mask = None
-        if method in ("equalize_masked", "equalize_middle"):
+        if method in ("equalize_masked", "equalize_middle", "equalize_blank_border"):
             mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
         if middle is not None:
             mask = ImageChops.darker(mask, middle)

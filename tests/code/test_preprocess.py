@@ -290,6 +290,24 @@ def test_middle_equalisation_ignores_a_grey_border_that_masked_equalisation_coun
     out = preprocess.normalize_intensity(framed, "equalize_middle")
     assert out.dtype == np.uint8 and out.shape == framed.shape and out.max() == 255
 
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_blank_border_equalisation_ignores_whatever_lies_in_the_border(channels):
+    rng = np.random.default_rng(0)
+    images = rng.integers(20, 230, (2, 50, 50, channels), dtype=np.uint8)
+    band = round(preprocess.BLANK_BORDER * 50)
+    framed = images.copy()
+    for level in (9, 40, 255):
+        framed[:, :band], framed[:, -band:], framed[:, :, :band], framed[:, :, -band:] = level, level, level, level
+        out = preprocess.normalize_intensity(framed, "equalize_blank_border")
+        assert np.array_equal(out, preprocess.normalize_intensity(images, "equalize_blank_border")), level
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    assert not out[:, :band].any() and not out[:, :, -band:].any()
+    blanked = images.copy()
+    blanked[:, :band], blanked[:, -band:], blanked[:, :, :band], blanked[:, :, -band:] = 0, 0, 0, 0
+    assert np.array_equal(out, preprocess.normalize_intensity(blanked, "equalize_masked"))
+    assert not np.array_equal(out, preprocess.normalize_intensity(images, "equalize_masked"))
+
 @pytest.mark.parametrize("name", list(preprocess.ONE_FACTOR_SHIFTS))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_one_factor_shift_changes_images_but_not_shapes(name, channels):
