@@ -236,6 +236,7 @@ def make_augmentation(
     noise: float = 0.0,
     frame: float = 0.0,
     amplitude_mix: float = 0.0,
+    blank_border: float = 0.0,
     seed: int | None = None,
 ):
     """A Keras ``Sequential`` of preprocessing layers, or None when every amount is zero.
@@ -248,7 +249,9 @@ def make_augmentation(
     0.5 leaves the image, 1 sharpens), ``noise`` the standard deviation of Gaussian grain, and
     ``frame`` the widest black or white border (a fraction of the size) drawn on half the images, and
     ``amplitude_mix`` the largest share of another image's Fourier amplitude mixed into half the images
-    (:class:`RandomAmplitudeMix`).
+    (:class:`RandomAmplitudeMix`). ``blank_border``, last, sets that share of each side to black again
+    after the random changes (:class:`BlankBorder`), so that a model trained on
+    ``intensity="equalize_blank_border"`` sees the same band in training as when it predicts.
 
     Rotation, shift, shear and zoom are one :class:`RandomAffine` layer: Keras' separate
     ``RandomRotation``/``RandomTranslation``/``RandomZoom`` layers resample every image once each,
@@ -273,6 +276,8 @@ def make_augmentation(
         layers.append(_random_frame_class()(frame, seed=seed))
     if amplitude_mix:
         layers.append(_random_amplitude_mix_class()(amplitude_mix, seed=seed))
+    if blank_border:
+        layers.append(_blank_border_class()(blank_border))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
@@ -354,6 +359,35 @@ def _random_affine_class():
 
 
 @functools.cache
+def _blank_border_class():
+    import keras
+
+    @keras.saving.register_keras_serializable("pneumonia")
+    class BlankBorder(keras.layers.Layer):
+        """Sets the outer ``share`` of each side to 0, as ``normalize_intensity``'s ``equalize_blank_border``
+        does before the model (same rounding)."""
+
+        def __init__(self, share=0.08, **kwargs):
+            super().__init__(**kwargs)
+            self.share = share
+
+        def call(self, images):
+            height, width = images.shape[1], images.shape[2]
+            top, left = round(self.share * height), round(self.share * width)
+            keep = np.zeros((1, height, width, 1), dtype="float32")
+            keep[:, top:height - top, left:width - left] = 1.0
+            return images * keras.ops.cast(keep, images.dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "share": self.share}
+
+    return BlankBorder
+
+
+@functools.cache
 def _random_frame_class():
     import keras
 
@@ -431,7 +465,7 @@ def _random_amplitude_mix_class():
 
 
 _LAYER_CLASSES = {"RandomAffine": _random_affine_class, "RandomFrame": _random_frame_class,
-                  "RandomAmplitudeMix": _random_amplitude_mix_class}
+                  "RandomAmplitudeMix": _random_amplitude_mix_class, "BlankBorder": _blank_border_class}
 
 
 def __getattr__(name):

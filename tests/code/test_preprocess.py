@@ -308,6 +308,23 @@ def test_blank_border_equalisation_ignores_whatever_lies_in_the_border(channels)
     assert np.array_equal(out, preprocess.normalize_intensity(blanked, "equalize_masked"))
     assert not np.array_equal(out, preprocess.normalize_intensity(images, "equalize_masked"))
 
+
+def test_blank_border_augmentation_blacks_out_the_same_band_after_the_random_changes():
+    rng = np.random.default_rng(0)
+    images = preprocess.normalize_intensity(rng.integers(20, 230, (4, 50, 50, 1), dtype=np.uint8),
+                                            "equalize_blank_border").astype("float32") / 255.0
+    settings = {"rotation": 0.03, "shift": 0.05, "zoom": 0.2, "seed": 3}
+    plain = np.asarray(preprocess.make_augmentation(**settings)(images, training=True))
+    blanked = np.asarray(preprocess.make_augmentation(**settings, blank_border=preprocess.BLANK_BORDER)(
+        images, training=True))
+    band = round(preprocess.BLANK_BORDER * 50)
+    inside = (slice(None), slice(band, 50 - band), slice(band, 50 - band))
+    assert np.allclose(blanked[inside], plain[inside])
+    assert not blanked[:, :band].any() and not blanked[:, :, -band:].any()
+    assert plain[:, :band].any()  # the zoom and shift moved content into the band, and the layer took it out
+    layer = preprocess.make_augmentation(blank_border=preprocess.BLANK_BORDER).layers[-1]
+    assert type(layer).from_config(layer.get_config()).share == preprocess.BLANK_BORDER
+
 @pytest.mark.parametrize("name", list(preprocess.ONE_FACTOR_SHIFTS))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_one_factor_shift_changes_images_but_not_shapes(name, channels):
