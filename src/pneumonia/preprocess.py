@@ -123,8 +123,9 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     as well, so that nothing drawn at the border moves the mapping (tried as the log's (af) and not
     adopted: a white border then reads as NORMAL). ``equalize_blank_border`` sets the outer
     ``BLANK_BORDER`` of each side to black first, so that the network sees neither the border nor its
-    effect on the histogram (the log's (ah)). It runs before the model, on training, validation and
-    test images alike; the model's sidecar records the method.
+    effect on the histogram (tried as the log's (ah) and (ai) and not adopted: it repairs every frame
+    but a taller or zoomed-in chest then reads as pneumonia). It runs before the model, on training,
+    validation and test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
@@ -251,7 +252,8 @@ def make_augmentation(
     ``amplitude_mix`` the largest share of another image's Fourier amplitude mixed into half the images
     (:class:`RandomAmplitudeMix`). ``blank_border``, last, sets that share of each side to black again
     after the random changes (:class:`BlankBorder`), so that a model trained on
-    ``intensity="equalize_blank_border"`` sees the same band in training as when it predicts.
+    ``intensity="equalize_blank_border"`` sees the same band in training as when it predicts (the log's
+    (ai), not adopted).
 
     Rotation, shift, shear and zoom are one :class:`RandomAffine` layer: Keras' separate
     ``RandomRotation``/``RandomTranslation``/``RandomZoom`` layers resample every image once each,
