@@ -325,6 +325,7 @@ def test_blank_border_augmentation_blacks_out_the_same_band_after_the_random_cha
     layer = preprocess.make_augmentation(blank_border=preprocess.BLANK_BORDER).layers[-1]
     assert type(layer).from_config(layer.get_config()).share == preprocess.BLANK_BORDER
 
+
 @pytest.mark.parametrize("name", list(preprocess.ONE_FACTOR_SHIFTS))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_one_factor_shift_changes_images_but_not_shapes(name, channels):
