@@ -110,6 +110,14 @@ MIDDLE_MARGIN = 0.125
 BLANK_BORDER = 0.08
 
 
+def inner_window(height: int, width: int, share: float) -> np.ndarray:
+    """A (height, width) bool array, True except in the outer ``share`` of each side (rounded to pixels)."""
+    top, left = round(share * height), round(share * width)
+    window = np.zeros((height, width), dtype=bool)
+    window[top:height - top, left:width - left] = True
+    return window
+
+
 def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     """Per-image intensity normalisation of uint8 images.
 
@@ -133,17 +141,12 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
         raise ValueError(f"intensity method must be one of {INTENSITY_METHODS}, not {method!r}")
     from PIL import ImageChops, ImageOps
 
+    height, width = images.shape[1:3]
     if method == "equalize_blank_border":
-        height, width = images.shape[1:3]
-        left, top = round(BLANK_BORDER * width), round(BLANK_BORDER * height)
-        images = images.copy()
-        images[:, :top], images[:, height - top:], images[:, :, :left], images[:, :, width - left:] = 0, 0, 0, 0
+        images = np.where(inner_window(height, width, BLANK_BORDER)[None, :, :, None], images, 0).astype(np.uint8)
     middle = None
     if method == "equalize_middle":
-        height, width = images.shape[1:3]
-        left, top = round(MIDDLE_MARGIN * width), round(MIDDLE_MARGIN * height)
-        middle = Image.new("L", (width, height), 0)
-        middle.paste(255, (left, top, width - left, height - top))
+        middle = Image.fromarray(inner_window(height, width, MIDDLE_MARGIN).astype(np.uint8) * 255)
     out = np.empty_like(images)
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
@@ -367,17 +370,14 @@ def _blank_border_class():
     @keras.saving.register_keras_serializable("pneumonia")
     class BlankBorder(keras.layers.Layer):
         """Sets the outer ``share`` of each side to 0, as ``normalize_intensity``'s ``equalize_blank_border``
-        does before the model (same rounding)."""
+        does before the model (the same :func:`inner_window`)."""
 
         def __init__(self, share=0.08, **kwargs):
             super().__init__(**kwargs)
             self.share = share
 
         def call(self, images):
-            height, width = images.shape[1], images.shape[2]
-            top, left = round(self.share * height), round(self.share * width)
-            keep = np.zeros((1, height, width, 1), dtype="float32")
-            keep[:, top:height - top, left:width - left] = 1.0
+            keep = inner_window(images.shape[1], images.shape[2], self.share)[None, :, :, None]
             return images * keras.ops.cast(keep, images.dtype)
 
         def compute_output_shape(self, input_shape):

@@ -275,7 +275,6 @@ def test_masked_equalisation_ignores_a_black_border_that_plain_equalisation_does
         preprocess.normalize_intensity(chest, "clahe")
 
 
-
 @pytest.mark.parametrize("channels", [1, 3])
 def test_middle_equalisation_ignores_a_grey_border_that_masked_equalisation_counts(channels):
     rng = np.random.default_rng(0)
