@@ -78,9 +78,7 @@ def main(tag: str = "published-seeds42to47"):
         normal, pneumonia = black[train_labels == 0].mean(), black[train_labels == 1].mean()
         print(f"  {side:6s} NORMAL {normal:.2f}, PNEUMONIA {pneumonia:.2f}, "
               f"ROC AUC for NORMAL {roc_auc_score(1 - train_labels, black):.2f}")
-    width = round(0.08 * IMAGE_SIZE)
-    border = np.ones(pixels.shape[1:], bool)
-    border[width:-width, width:-width] = False
+    border = ~preprocess.inner_window(*pixels.shape[1:], 0.08)
     grey = ((pixels > preprocess.MASK_LEVEL) & (pixels <= 60))[:, border].mean(1)
     print(f"training split: share of dark grey pixels ({preprocess.MASK_LEVEL} < level <= 60) in the outer 8%: "
           f"NORMAL {grey[train_labels == 0].mean():.2f}, PNEUMONIA {grey[train_labels == 1].mean():.2f}, "
