@@ -242,6 +242,7 @@ def make_augmentation(
     amplitude_mix: float = 0.0,
     blank_border: float = 0.0,
     seed: int | None = None,
+    name: str = "augmentation",
 ):
     """A Keras ``Sequential`` of preprocessing layers, or None when every amount is zero.
 
@@ -283,7 +284,7 @@ def make_augmentation(
         layers.append(_random_amplitude_mix_class()(amplitude_mix, seed=seed))
     if blank_border:
         layers.append(_blank_border_class()(blank_border))
-    return keras.Sequential(layers, name="augmentation") if layers else None
+    return keras.Sequential(layers, name=name) if layers else None
 
 
 @functools.cache

@@ -49,6 +49,7 @@ class TrainConfig:
     intensity: str = "none"  # per-image normalisation before the model: one of preprocess.INTENSITY_METHODS
     balance: str = "class_weight"  # one of BALANCE_METHODS
     augmentation: dict = field(default_factory=dict)
+    consistency: dict | None = None  # {"weight": w, "augmentation": {...}}: two views of each image agree (consistency_model)
     patience: int = 5
     step_schedule: dict | None = None  # e.g. {"factor": 0.5, "every": 5}; None: ReduceLROnPlateau
     cosine_decay: bool = False  # the learning rate falls along a cosine to 0 over the epochs (no ReduceLROnPlateau)
@@ -158,7 +159,7 @@ def batchnorm_refresh_data(run: TrainConfig, images: np.ndarray, labels: np.ndar
     """Training batches of their own (seed + 1) for ``BatchNormRefresh``; None when ``run`` refreshes nothing."""
     if not run.bn_refresh_batches:
         return None
-    return training_batches(images, labels, run.batch_size, seed + 1, vertical_stretch=run.vertical_stretch)[0]
+    return training_batches(images, labels, images_per_step(run), seed + 1, vertical_stretch=run.vertical_stretch)[0]
 
 
 def batchnorm_layers(model) -> list:
@@ -288,6 +289,91 @@ def training_model(model, augmentation):
     return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_augmented")
 
 
+def jensen_shannon(first, second, epsilon: float = 1e-7):
+    """Jensen-Shannon divergence (nats) between Bernoulli distributions with probabilities ``first`` and ``second``."""
+    from keras import ops
+
+    first = ops.clip(first, epsilon, 1 - epsilon)
+    second = ops.clip(second, epsilon, 1 - epsilon)
+    middle = (first + second) / 2
+
+    def divergence(probability):  # Kullback-Leibler from ``middle``
+        return (probability * ops.log(probability / middle)
+                + (1 - probability) * ops.log((1 - probability) / (1 - middle)))
+
+    return (divergence(first) + divergence(second)) / 2
+
+
+@functools.cache
+def _consistency_layer_classes():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable("pneumonia")
+    class PairViews(keras.layers.Layer):
+        """Two views of one batch stacked into one batch, so that BatchNorm sees both together."""
+
+        def call(self, views):
+            return ops.concatenate(views, axis=0)
+
+        def compute_output_shape(self, input_shapes):
+            return input_shapes[0]
+
+    @keras.saving.register_keras_serializable("pneumonia")
+    class ConsistencyLoss(keras.layers.Layer):
+        """Splits ``PairViews``' probabilities back into the two views, adds ``weight`` times their mean
+        Jensen-Shannon divergence to the loss when training, and passes on the first view's."""
+
+        def __init__(self, weight=12.0, **kwargs):
+            super().__init__(**kwargs)
+            self.weight = float(weight)
+
+        def call(self, probabilities, training=False):
+            first, second = ops.split(probabilities, 2, axis=0)
+            if training:
+                self.add_loss(self.weight * ops.mean(jensen_shannon(first, second)))
+            return first
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "weight": self.weight}
+
+    return PairViews, ConsistencyLoss
+
+
+def consistency_model(model, first, second, weight: float):
+    """``model`` trained to give two augmented views of each image the same answer (AugMix's
+    consistency, Hendrycks et al. 2020), for ``fit``; ``model`` itself stays the published network.
+
+    Each batch passes through the augmentation layers ``first`` and ``second`` and both views go
+    through ``model`` in one batch (either may be None: the images as they are). Binary cross-entropy (and the class weights) sees the first view
+    only; ``weight`` times the Jensen-Shannon divergence between the two views' probabilities is added.
+    The label decides the first view's answer and the consistency term only asks the second to agree,
+    so what ``second`` adds (frames, grain) is taught as something to ignore, not as evidence for a
+    class. At validation and inference the layers pass images unchanged and the output is ``model``'s.
+    """
+    import keras
+
+    pair_views, consistency_loss = _consistency_layer_classes()
+    first, second = (keras.layers.Identity() if view is None else view for view in (first, second))
+    inputs = keras.Input(model.input_shape[1:], name="images")
+    views = pair_views(name="views")([first(inputs), second(inputs)])
+    outputs = consistency_loss(weight, name="consistency")(model(views))
+    return keras.Model(inputs, outputs, name=f"{model.name}_consistent")
+
+
+def images_per_step(run: TrainConfig) -> int:
+    """Training images in one step: ``run.batch_size``, or half of it with ``run.consistency``, whose two
+    views of each image fill the batch (a step then costs what a plain one does)."""
+    if run.consistency:
+        if run.batch_size % 2:
+            raise ValueError("consistency needs an even batch_size: each image fills two places")
+        return run.batch_size // 2
+    return run.batch_size
+
+
 def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, scale: float = 1 / 255,
                      augmentation=None, vertical_stretch: dict | None = None):
     """Shuffled training batches without end, and how many make one epoch: ``fit(data, steps_per_epoch=steps)``.
@@ -367,17 +453,23 @@ def train_one(
     elif run.balance not in BALANCE_METHODS:
         raise ValueError(f"balance must be one of {', '.join(BALANCE_METHODS)}, not {run.balance!r}")
 
-    train_data, steps_per_epoch = training_batches(train_images, train_labels, run.batch_size, seed,
+    train_data, steps_per_epoch = training_batches(train_images, train_labels, images_per_step(run), seed,
                                                    vertical_stretch=run.vertical_stretch)
-    if copies:
-        # As many steps as the real images make: an epoch costs what a class-weighted one does, and
-        # early stopping's patience counts the same number of steps.
+    if copies or run.consistency:
+        # As many steps as the real images make in full batches: an epoch costs what a class-weighted
+        # one does, and early stopping's patience counts the same number of steps.
         steps_per_epoch = math.ceil(real_images / run.batch_size)
     refresh_data = batchnorm_refresh_data(run, train_images, train_labels, seed)
     val_data = preprocess.make_dataset(val_images, val_labels, run.batch_size)
 
     model = build_cnn(run)
-    trainer = training_model(model, preprocess.make_augmentation(**run.augmentation, seed=seed))
+    augmentation = preprocess.make_augmentation(**run.augmentation, seed=seed)
+    if run.consistency:
+        second = {**run.augmentation, **run.consistency.get("augmentation", {})}
+        trainer = consistency_model(model, augmentation, preprocess.make_augmentation(**second, seed=seed + 1, name="second_view"),
+                                    run.consistency["weight"])
+    else:
+        trainer = training_model(model, augmentation)
     rate = learning_rate(run, steps_per_epoch)
     compile_model(trainer, rate, run.label_smoothing, run.ema_momentum)
     if trainer is not model:  # saved compiled as it trained, so a loaded model evaluates without guessing

@@ -425,3 +425,56 @@ def test_mixstyle_mixes_per_image_feature_statistics_in_training_only(tmp_path):
     image = rng.random((2, 32, 32, 1), dtype=np.float32)
     model.save(tmp_path / "m.keras")
     assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+
+
+def test_jensen_shannon_matches_scipy_and_is_zero_only_for_equal_probabilities():
+    from scipy.spatial.distance import jensenshannon
+
+    first = np.array([0.1, 0.5, 0.9, 0.3], dtype=np.float32)
+    second = np.array([0.1, 0.2, 0.6, 0.99], dtype=np.float32)
+    expected = [jensenshannon([p, 1 - p], [q, 1 - q]) ** 2 for p, q in zip(first, second)]
+    np.testing.assert_allclose(train.jensen_shannon(first, second), expected, rtol=1e-4, atol=1e-7)
+    assert float(train.jensen_shannon(first, second)[0]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_consistency_model_adds_the_views_disagreement_in_training_only():
+    model = models.make_cnn((32, 32, 1), filters=(4, 8), dropout=0.0)
+    darker = keras.Sequential([keras.layers.Rescaling(0.5)], name="second_view")  # a fixed second view
+    trainer = train.consistency_model(model, None, darker, weight=12.0)
+    assert {id(w) for w in trainer.trainable_weights} == {id(w) for w in model.trainable_weights}
+    images = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(trainer(images, training=False), model(images, training=False), rtol=1e-6)
+    trainer(images, training=False)
+    regularisation = sum(float(loss) for loss in trainer.losses)  # L2 alone: nothing is added outside training
+    output = trainer(images, training=True)
+    added = sum(float(loss) for loss in trainer.losses) - regularisation
+    both = model(np.concatenate([images, 0.5 * images]), training=True).numpy()  # one batch: shared BatchNorm statistics
+    np.testing.assert_allclose(output, both[:4], rtol=1e-5)
+    expected = 12.0 * float(np.mean(train.jensen_shannon(both[:4], both[4:])))
+    assert expected > 0 and added == pytest.approx(expected, rel=1e-4)
+
+
+def test_train_one_with_consistency_fills_each_step_with_two_views_of_half_as_many_images(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    fitted, fit = {}, keras.Model.fit
+
+    def recording_fit(self, data, *args, **kwargs):
+        fitted.update(steps=kwargs["steps_per_epoch"], batch=len(next(iter(data))[0]), model=self.name,
+                      layers=[layer.name for layer in self.layers])
+        return fit(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0,
+                            augmentation={"zoom": 0.1}, consistency={"weight": 12.0, "augmentation": {"frame": 0.08}},
+                            ema_momentum=0.99, bn_refresh_batches=2)
+    sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
+    assert fitted["steps"] == 5 and fitted["batch"] == 4  # 40 images / 8 a step, 4 images in two views each
+    assert fitted["model"] == "tiny_consistent" and {"augmentation", "second_view", "consistency"} <= set(fitted["layers"])
+    assert sidecar["config"]["consistency"] == {"weight": 12.0, "augmentation": {"frame": 0.08}}
+    saved = models.load_model(tmp_path / "m" / "tiny-seed0.keras")
+    assert saved.name == "tiny" and "consistency" not in [layer.name for layer in saved.layers]
+    with pytest.raises(ValueError, match="even batch_size"):
+        train.images_per_step(train.TrainConfig(batch_size=7, consistency={"weight": 1.0}))
