@@ -353,6 +353,8 @@ def consistency_model(model, first, second, weight: float):
     The label decides the first view's answer and the consistency term only asks the second to agree,
     so what ``second`` adds (frames, grain) is taught as something to ignore, not as evidence for a
     class. At validation and inference the layers pass images unchanged and the output is ``model``'s.
+    Tried as the experiment log's (aj) and not adopted: it repaired what ``second`` showed and lowered
+    the ranking elsewhere.
     """
     import keras
 
