@@ -49,7 +49,7 @@ class TrainConfig:
     intensity: str = "none"  # per-image normalisation before the model: one of preprocess.INTENSITY_METHODS
     balance: str = "class_weight"  # one of BALANCE_METHODS
     augmentation: dict = field(default_factory=dict)
-    consistency: dict | None = None  # {"weight": w, "augmentation": {...}}: two views of each image agree (consistency_model)
+    consistency: dict | None = None  # {"weight": w, "augmentation": {...}}: a second view must agree (consistency_model)
     patience: int = 5
     step_schedule: dict | None = None  # e.g. {"factor": 0.5, "every": 5}; None: ReduceLROnPlateau
     cosine_decay: bool = False  # the learning rate falls along a cosine to 0 over the epochs (no ReduceLROnPlateau)
@@ -347,12 +347,13 @@ def consistency_model(model, first, second, weight: float):
     """``model`` trained to give two augmented views of each image the same answer (AugMix's
     consistency, Hendrycks et al. 2020), for ``fit``; ``model`` itself stays the published network.
 
-    Each batch passes through the augmentation layers ``first`` and ``second`` and both views go
-    through ``model`` in one batch (either may be None: the images as they are). Binary cross-entropy (and the class weights) sees the first view
-    only; ``weight`` times the Jensen-Shannon divergence between the two views' probabilities is added.
-    The label decides the first view's answer and the consistency term only asks the second to agree,
-    so what ``second`` adds (frames, grain) is taught as something to ignore, not as evidence for a
-    class. At validation and inference the layers pass images unchanged and the output is ``model``'s.
+    Each batch passes through the augmentation layers ``first`` and ``second`` (either may be None:
+    the images as they are) and both views go through ``model`` in one batch. Binary cross-entropy
+    (and the class weights) sees the first view only; ``weight`` times the Jensen-Shannon divergence
+    between the two views' probabilities is added. The label decides the first view's answer and the
+    consistency term only asks the second to agree, so what ``second`` adds (frames, grain) is taught
+    as something to ignore, not as evidence for a class. At validation the layers pass images
+    unchanged and the output is ``model``'s, computed on both copies (validation costs twice what it did).
     Tried as the experiment log's (aj) and not adopted: it repaired what ``second`` showed and lowered
     the ranking elsewhere.
     """
@@ -468,8 +469,8 @@ def train_one(
     augmentation = preprocess.make_augmentation(**run.augmentation, seed=seed)
     if run.consistency:
         second = {**run.augmentation, **run.consistency.get("augmentation", {})}
-        trainer = consistency_model(model, augmentation, preprocess.make_augmentation(**second, seed=seed + 1, name="second_view"),
-                                    run.consistency["weight"])
+        second_view = preprocess.make_augmentation(**second, seed=seed + 1, name="second_view")
+        trainer = consistency_model(model, augmentation, second_view, run.consistency["weight"])
     else:
         trainer = training_model(model, augmentation)
     rate = learning_rate(run, steps_per_epoch)

@@ -13,6 +13,28 @@ import pytest
 from pneumonia import evaluate, models, preprocess, train
 
 
+def tiny_training_set():
+    """40 small images, 12 NORMAL and 28 PNEUMONIA; a bright square in each PNEUMONIA image is the signal to learn."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
+    images[labels == 1, 8:24, 8:24] += 150
+    return images, labels
+
+
+@pytest.fixture
+def fit_calls(monkeypatch) -> list[dict]:
+    """What each ``keras.Model.fit`` call was given: its keyword arguments, the model and its first batch's size."""
+    calls, fit = [], keras.Model.fit
+
+    def recording_fit(self, data, *args, **kwargs):
+        calls.append({**kwargs, "model": self, "batch": len(next(iter(data))[0])})
+        return fit(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    return calls
+
+
 @pytest.mark.parametrize(("size", "channels"), [(64, 1), (96, 3)])
 def test_make_cnn_shapes_and_parameters(size, channels):
     model = models.make_cnn((size, size, channels), filters=(8, 16, 32))
@@ -37,10 +59,7 @@ def test_make_cnn_predicts_probabilities():
 
 
 def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150  # a learnable signal
+    images, labels = tiny_training_set()
     run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=2, batch_size=8, verbose=0,
                             balance="smote", augmentation={"rotation": 0.02}, threshold_shift=1.0)
     sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
@@ -58,23 +77,13 @@ def test_train_one_saves_model_sidecar_and_threshold(tmp_path):
     assert saved.layers[1].name == "block1_conv" and "augmentation" not in [layer.name for layer in saved.layers]
 
 
-def test_oversampling_repeats_normal_images_without_making_an_epoch_longer(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150
-    fitted, fit = {}, keras.Model.fit
-
-    def recording_fit(self, *args, **kwargs):
-        fitted.update(steps=kwargs["steps_per_epoch"], class_weight=kwargs["class_weight"])
-        return fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+def test_oversampling_repeats_normal_images_without_making_an_epoch_longer(tmp_path, fit_calls):
+    images, labels = tiny_training_set()
     run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0,
                             balance="oversample")
     sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
     assert sidecar["oversampled_copies"] == 16 and sidecar["train_images"] == 56
-    assert fitted == {"steps": 5, "class_weight": None}  # 40 real images / 8, not 56 / 8
+    assert [(call["steps_per_epoch"], call["class_weight"]) for call in fit_calls] == [(5, None)]  # 40 real / 8, not 56 / 8
     with pytest.raises(ValueError, match="balance must be one of"):
         train.train_one(train.TrainConfig(balance="undersample"), 0, images, labels, images, labels, "hash", tmp_path)
 
@@ -454,25 +463,17 @@ def test_consistency_model_adds_the_views_disagreement_in_training_only():
     assert expected > 0 and added == pytest.approx(expected, rel=1e-4)
 
 
-def test_train_one_with_consistency_fills_each_step_with_two_views_of_half_as_many_images(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 60, (40, 32, 32, 1), dtype=np.uint8)
-    labels = np.array([0] * 12 + [1] * 28, dtype=np.int32)
-    images[labels == 1, 8:24, 8:24] += 150
-    fitted, fit = {}, keras.Model.fit
-
-    def recording_fit(self, data, *args, **kwargs):
-        fitted.update(steps=kwargs["steps_per_epoch"], batch=len(next(iter(data))[0]), model=self.name,
-                      layers=[layer.name for layer in self.layers])
-        return fit(self, data, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+def test_train_one_with_consistency_fills_each_step_with_two_views_of_half_as_many_images(tmp_path, fit_calls):
+    images, labels = tiny_training_set()
     run = train.TrainConfig(name="tiny", image_size=32, filters=(4, 8), epochs=1, batch_size=8, verbose=0,
                             augmentation={"zoom": 0.1}, consistency={"weight": 12.0, "augmentation": {"frame": 0.08}},
                             ema_momentum=0.99, bn_refresh_batches=2)
     sidecar = train.train_one(run, 0, images, labels, images[::2], labels[::2], "hash", tmp_path / "m", tmp_path / "l")
-    assert fitted["steps"] == 5 and fitted["batch"] == 4  # 40 images / 8 a step, 4 images in two views each
-    assert fitted["model"] == "tiny_consistent" and {"augmentation", "second_view", "consistency"} <= set(fitted["layers"])
+    [fitted] = fit_calls
+    assert fitted["steps_per_epoch"] == 5 and fitted["batch"] == 4  # 40 images / 8 a step, 4 in two views each
+    trainer = fitted["model"]
+    assert trainer.name == "tiny_consistent"
+    assert {"augmentation", "second_view", "consistency"} <= {layer.name for layer in trainer.layers}
     assert sidecar["config"]["consistency"] == {"weight": 12.0, "augmentation": {"frame": 0.08}}
     saved = models.load_model(tmp_path / "m" / "tiny-seed0.keras")
     assert saved.name == "tiny" and "consistency" not in [layer.name for layer in saved.layers]
