@@ -24,6 +24,7 @@ def make_cnn(
     group_norm_groups: int = 4,
     global_pooling: str = "average",
     mixstyle_blocks: int = 0,
+    statistics_noise_blocks: int = 0,
     name: str = "cnn",
 ) -> keras.Model:
     """A from-scratch CNN: conv blocks (Conv, BatchNorm, ReLU, MaxPool), global pooling, dropout, sigmoid.
@@ -48,7 +49,9 @@ def make_cnn(
     image: how much of the frame the chest, a border or the neck fills then moves no feature.
     ``mixstyle_blocks``: in training, the outputs of the first that many blocks take each other's
     per-image feature statistics (:class:`MixStyle`). Both were tried and not adopted: variants (aa)
-    and (ab) of the experiment log, ``reports/experiments/README.md``.
+    and (ab) of the experiment log, ``reports/experiments/README.md``. ``statistics_noise_blocks``:
+    in training, the outputs of the first that many blocks get per-image feature statistics redrawn
+    around their own (:class:`FeatureStatisticsNoise`; variant (ak)).
     """
     if global_pooling not in GLOBAL_POOLING:
         raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")
@@ -87,6 +90,8 @@ def make_cnn(
             x = layers.MaxPooling2D(2, name=f"{block}_pool")(x)
         if index < mixstyle_blocks:
             x = MixStyle(name=f"{block}_mixstyle")(x)
+        if index < statistics_noise_blocks:
+            x = FeatureStatisticsNoise(name=f"{block}_statistics_noise")(x)
     x = GLOBAL_POOLING[global_pooling](name="global_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="pneumonia")(x)
@@ -134,6 +139,49 @@ class MixStyle(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "probability": self.probability, "alpha": self.alpha,
                 "epsilon": self.epsilon, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="pneumonia")
+class FeatureStatisticsNoise(layers.Layer):
+    """In training, each image's per-channel feature mean and standard deviation are redrawn from
+    normal distributions centred on them, as wide as those statistics spread over the batch (DSU, Li et
+    al. 2022, "Uncertainty modeling for out-of-distribution generalization"); at inference, nothing.
+
+    MixStyle only interpolates between the statistics of the batch's images; this also reaches beyond
+    them, in the directions in which the batch's images differ most, as images from another machine
+    might. With ``probability`` a batch is perturbed. Gradients flow through the statistics, as in
+    the paper.
+    """
+
+    def __init__(self, probability: float = 0.5, epsilon: float = 1e-6, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability, self.epsilon, self.seed = probability, epsilon, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or not self.probability:
+            return inputs
+        ops = keras.ops
+        statistics_shape = (ops.shape(inputs)[0], 1, 1, ops.shape(inputs)[-1])
+        mean_noise = keras.random.normal(statistics_shape, seed=self.seed_generator)
+        std_noise = keras.random.normal(statistics_shape, seed=self.seed_generator)
+        perturb = keras.random.uniform((), seed=self.seed_generator) < self.probability
+
+        def perturbed():
+            mean, variance = ops.moments(inputs, axes=(1, 2), keepdims=True)
+            std = ops.sqrt(variance + self.epsilon)
+            mean_spread = ops.sqrt(ops.var(mean, axis=0, keepdims=True) + self.epsilon)
+            std_spread = ops.sqrt(ops.var(std, axis=0, keepdims=True) + self.epsilon)
+            return (inputs - mean) / std * (std + std_noise * std_spread) + mean + mean_noise * mean_spread
+
+        return ops.cond(perturb, perturbed, lambda: inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "epsilon": self.epsilon,
+                "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="pneumonia")

@@ -39,6 +39,7 @@ class TrainConfig:
     group_norm_groups: int = 4
     global_pooling: str = "average"  # or "max" (models.make_cnn)
     mixstyle_blocks: int = 0  # the first n blocks' outputs mix per-image feature statistics in training (models.MixStyle)
+    statistics_noise_blocks: int = 0  # the first n blocks' outputs get noisy feature statistics in training (models.FeatureStatisticsNoise)
     vertical_stretch: dict | None = None  # class -> (low, high): training images stretched vertically (preprocess.stretch_vertically)
     batch_size: int = 32
     epochs: int = 20
@@ -422,7 +423,8 @@ def build_cnn(run: TrainConfig):
                     batchnorm_momentum=run.batchnorm_momentum, antialias=run.antialias,
                     instance_norm_blocks=run.instance_norm_blocks, group_norm_blocks=run.group_norm_blocks,
                     group_norm_groups=run.group_norm_groups, global_pooling=run.global_pooling,
-                    mixstyle_blocks=run.mixstyle_blocks, name=run.name)
+                    mixstyle_blocks=run.mixstyle_blocks, statistics_noise_blocks=run.statistics_noise_blocks,
+                    name=run.name)
 
 
 def train_one(

@@ -436,6 +436,34 @@ def test_mixstyle_mixes_per_image_feature_statistics_in_training_only(tmp_path):
     assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
 
 
+def test_feature_statistics_noise_redraws_statistics_by_the_batch_spread_in_training_only(tmp_path):
+    rng = np.random.default_rng(0)
+    # Channel 0's per-image means spread widely over the batch (sd 5), channel 1's barely (sd about 0.02).
+    features = rng.normal(0, 0.1, size=(64, 6, 6, 2))
+    features[..., 0] += rng.normal(0, 5, 64)[:, None, None]
+    features = features.astype(np.float32)
+    always = models.FeatureStatisticsNoise(probability=1.0, seed=1)
+    noisy = np.asarray(always(features, training=True))
+    moved = np.abs(noisy.mean(axis=(1, 2)) - features.mean(axis=(1, 2))).mean(axis=0)
+    # Means move by about the batch's spread of them (E|N(0, s)| = 0.8 s), channel by channel.
+    assert 2.5 < moved[0] < 6 and moved[1] < 0.05
+    assert not np.allclose(noisy.std(axis=(1, 2)), features.std(axis=(1, 2)), atol=1e-2)
+    # Normalised, each image's pattern is unchanged: only its statistics move.
+    standardise = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+    assert np.allclose(standardise(noisy), standardise(features), atol=1e-3)
+    assert np.array_equal(np.asarray(always(features, training=False)), features)
+    assert np.array_equal(np.asarray(models.FeatureStatisticsNoise(probability=0.0)(features, training=True)), features)
+
+    model = models.make_cnn((32, 32, 1), filters=(4, 8, 16), statistics_noise_blocks=3)
+    names = [layer.name for layer in model.layers]
+    assert {"block1_statistics_noise", "block2_statistics_noise", "block3_statistics_noise"} <= set(names)
+    assert "block1_statistics_noise" in [layer.name for layer in train.build_cnn(
+        train.TrainConfig(image_size=32, filters=(4, 8), statistics_noise_blocks=1)).layers]
+    image = rng.random((2, 32, 32, 1), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+
+
 def test_jensen_shannon_matches_scipy_and_is_zero_only_for_equal_probabilities():
     from scipy.spatial.distance import jensenshannon
 
