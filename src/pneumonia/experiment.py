@@ -337,14 +337,7 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     parameters = notebook_parameters("04-cnn", profile)
     run_config = replace(train.config_from_parameters(parameters), **settings)
     if models_from:
-        trained_files = recorded_models(models_from, seeds, run_config.name)
-        sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in trained_files]
-        # A setting added after a model was trained is missing from its sidecar: it trained with the default.
-        defaults = asdict(train.TrainConfig())
-        configs = {json.dumps({**defaults, **sidecar["config"]}, sort_keys=True) for sidecar in sidecars}
-        if len(configs) > 1:
-            raise ValueError(f"the models of {models_from} differ in configuration: score them apart")
-        run_settings = {**defaults, **sidecars[0]["config"]}
+        trained_files, sidecars, run_settings = recorded_seeds(models_from, seeds, run_config.name)
     else:
         run_settings = asdict(run_config)
     # Parsed before anything trains: a mistyped setting must not cost the seeds' training.
@@ -359,13 +352,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
     else:
         train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
                                                               run_config.channels, limit=parameters.get("limit"))
-        models_dir = config.MODELS_DIR / "experiments" / tag
-        members = []
-        for seed in seeds:
-            print(f"--- {tag}, seed {seed}", flush=True)
-            sidecar = train.train_one(run_config, seed, train_images, train_labels, val_images, val_labels,
-                                      manifest_hash, models_dir, models_dir / "training")
-            members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
+        members = train_seeds(tag, run_config, seeds, (train_images, train_labels), (val_images, val_labels),
+                              manifest_hash)
     if prediction:
         members = [(model, threshold_for_test_time(model, sidecar, prediction, val_images, val_labels))
                    for model, sidecar in members]
@@ -382,6 +370,35 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
         _judge_against(record, reference, rule)
     reporting.write_json(experiments_dir() / f"{tag}.json", record)
     return record
+
+
+def train_seeds(tag: str, run_config: train.TrainConfig, seeds, training: tuple, validation: tuple,
+                manifest_hash: str) -> list[tuple]:
+    """Train ``run_config`` once per seed on ``training`` (images, labels), validated on ``validation``,
+    into ``models/experiments/TAG/``; each seed's (model, sidecar)."""
+    from pneumonia.models import load_model
+
+    models_dir = config.MODELS_DIR / "experiments" / tag
+    members = []
+    for seed in seeds:
+        print(f"--- {tag}, seed {seed}", flush=True)
+        sidecar = train.train_one(run_config, seed, *training, *validation, manifest_hash, models_dir,
+                                  models_dir / "training")
+        members.append((load_model(models_dir / sidecar["model_file"]), sidecar))
+    return members
+
+
+def recorded_seeds(tags: list[str], seeds, name: str = "cnn") -> tuple[list[Path], list[dict], dict]:
+    """The seeds that the recorded runs ``tags`` trained: their model files, their sidecars and the one
+    configuration they share (an error if they differ)."""
+    trained_files = recorded_models(tags, seeds, name)
+    sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in trained_files]
+    # A setting added after a model was trained is missing from its sidecar: it trained with the default.
+    defaults = asdict(train.TrainConfig())
+    configs = {json.dumps({**defaults, **sidecar["config"]}, sort_keys=True) for sidecar in sidecars}
+    if len(configs) > 1:
+        raise ValueError(f"the models of {tags} differ in configuration: score them apart")
+    return trained_files, sidecars, {**defaults, **sidecars[0]["config"]}
 
 
 def recorded_models(tags: list[str], seeds, name: str = "cnn") -> list[Path]:
