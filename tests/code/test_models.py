@@ -22,6 +22,17 @@ def tiny_training_set():
     return images, labels
 
 
+def assert_predicts_the_same_once_saved(model, images, tmp_path):
+    """``model`` saved as .keras and loaded again (its custom layers included) predicts as before."""
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def standardise(features):
+    """Each image's feature maps at zero mean and unit standard deviation, channel by channel."""
+    return (features - features.mean(axis=(1, 2), keepdims=True)) / features.std(axis=(1, 2), keepdims=True)
+
+
 @pytest.fixture
 def fit_calls(monkeypatch) -> list[dict]:
     """What each ``keras.Model.fit`` call was given: its keyword arguments, the model and its first batch's size."""
@@ -332,8 +343,7 @@ def test_antialiased_cnn_blurs_every_downsampling_and_keeps_its_parameters(tmp_p
     assert model.get_layer("block3_relu").output.shape == plain.get_layer("block3_relu").output.shape
     assert model.count_params() == plain.count_params()
     images = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
+    assert_predicts_the_same_once_saved(model, images, tmp_path)
 
 
 def test_instance_norm_blocks_normalise_half_the_channels_per_image(tmp_path):
@@ -357,8 +367,7 @@ def test_instance_norm_blocks_normalise_half_the_channels_per_image(tmp_path):
     assert np.allclose(instance, expected, atol=1e-4)
     assert np.allclose(instance.mean(axis=(1, 2)), 0, atol=1e-4)
     assert not np.allclose(batch.std(axis=(1, 2))[0], batch.std(axis=(1, 2))[1], rtol=0.5)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(images, verbose=0), model.predict(images, verbose=0))
+    assert_predicts_the_same_once_saved(model, images, tmp_path)
 
 
 def test_group_norm_blocks_replace_batchnorm_with_per_image_groups(tmp_path):
@@ -377,8 +386,7 @@ def test_group_norm_blocks_replace_batchnorm_with_per_image_groups(tmp_path):
         first_group.var(axis=(1, 2, 3), keepdims=True) + model.get_layer("block1_gn").epsilon)
     assert np.allclose(grouped[..., :2], expected, atol=1e-4)
     assert np.allclose(grouped[0], grouped[1], atol=0.01) and not np.allclose(conv[0], conv[1], atol=0.01)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    assert_predicts_the_same_once_saved(model, image, tmp_path)
     with pytest.raises(ValueError, match="one way"):
         models.make_cnn((32, 32, 1), filters=(4, 8), instance_norm_blocks=1, group_norm_blocks=1)
 
@@ -404,8 +412,7 @@ def test_global_max_pooling_keeps_each_features_strongest_response(tmp_path):
     assert isinstance(average.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
     assert isinstance(train.build_cnn(train.TrainConfig(image_size=32, filters=(4, 8), global_pooling="max"))
                       .get_layer("global_pool"), keras.layers.GlobalMaxPooling2D)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    assert_predicts_the_same_once_saved(model, image, tmp_path)
     with pytest.raises(ValueError, match="global_pooling"):
         models.make_cnn((32, 32, 1), filters=(4, 8), global_pooling="sum")
 
@@ -421,7 +428,6 @@ def test_mixstyle_mixes_per_image_feature_statistics_in_training_only(tmp_path):
     assert np.all(mixed_means >= means.min(axis=0) - 1e-4) and np.all(mixed_means <= means.max(axis=0) + 1e-4)
     assert not np.allclose(mixed_means, means, atol=1e-2)
     # Normalised, each image's pattern is unchanged: only its statistics move.
-    standardise = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
     assert np.allclose(standardise(mixed), standardise(features), atol=1e-3)
     assert np.array_equal(np.asarray(always(features, training=False)), features)
     assert np.array_equal(np.asarray(models.MixStyle(probability=0.0)(features, training=True)), features)
@@ -432,8 +438,7 @@ def test_mixstyle_mixes_per_image_feature_statistics_in_training_only(tmp_path):
     assert "block1_mixstyle" in [layer.name for layer in train.build_cnn(
         train.TrainConfig(image_size=32, filters=(4, 8), mixstyle_blocks=1)).layers]
     image = rng.random((2, 32, 32, 1), dtype=np.float32)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    assert_predicts_the_same_once_saved(model, image, tmp_path)
 
 
 def test_feature_statistics_noise_redraws_statistics_by_the_batch_spread_in_training_only(tmp_path):
@@ -449,7 +454,6 @@ def test_feature_statistics_noise_redraws_statistics_by_the_batch_spread_in_trai
     assert 2.5 < moved[0] < 6 and moved[1] < 0.05
     assert not np.allclose(noisy.std(axis=(1, 2)), features.std(axis=(1, 2)), atol=1e-2)
     # Normalised, each image's pattern is unchanged: only its statistics move.
-    standardise = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
     assert np.allclose(standardise(noisy), standardise(features), atol=1e-3)
     assert np.array_equal(np.asarray(always(features, training=False)), features)
     assert np.array_equal(np.asarray(models.FeatureStatisticsNoise(probability=0.0)(features, training=True)), features)
@@ -460,8 +464,7 @@ def test_feature_statistics_noise_redraws_statistics_by_the_batch_spread_in_trai
     assert "block1_statistics_noise" in [layer.name for layer in train.build_cnn(
         train.TrainConfig(image_size=32, filters=(4, 8), statistics_noise_blocks=1)).layers]
     image = rng.random((2, 32, 32, 1), dtype=np.float32)
-    model.save(tmp_path / "m.keras")
-    assert np.allclose(models.load_model(tmp_path / "m.keras").predict(image, verbose=0), model.predict(image, verbose=0))
+    assert_predicts_the_same_once_saved(model, image, tmp_path)
 
 
 def test_jensen_shannon_matches_scipy_and_is_zero_only_for_equal_probabilities():
