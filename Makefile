@@ -51,7 +51,7 @@ experiment: $(STAMP)
 	@test -n "$(TAG)" || { echo "error: name the run, e.g. make experiment TAG=published" >&2; exit 1; }
 	$(BIN)/pneumonia experiment $(TAG) $(if $(SET),--set $(SET)) $(ARGS)
 
-## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data).
+## Time the input pipeline against the CNN's compute; writes reports/benchmarks.json and .md (needs notebook 01's data; training and prediction times come from the last make reproduce).
 bench: $(STAMP)
 	$(BIN)/pneumonia bench --profile $(PROFILE)
 

@@ -21,6 +21,9 @@ over every epoch after the first, validation included, as ``train.train_one`` fi
 - ``training_epoch_mean_s``: one endless iterator for the whole fit (``train.training_batches``);
 - ``finite_iterator_epoch_mean_s``: a finite dataset, for which Keras builds a new iterator each
   epoch; tearing the old one down after a validation pass stalled about one epoch in three by ~9 s.
+
+Training times and the prediction speed come from the last full run (:func:`full_run_numbers`); without
+it they are named as not measured, and the values recorded earlier stay.
 """
 
 from __future__ import annotations
@@ -160,22 +163,49 @@ def run_benchmarks(profile: str = "full", data: Path | str | None = None, splits
 
     results["pipeline_overhead"] = round(results["cnn_epoch_s"] / results["compute_epoch_s"], 3)
     results["speedup_vs_baseline"] = round(results["baseline_epoch_s"] / results["cnn_epoch_s"], 2)
-    sidecar = config.MODELS_DIR / "cnn.json"
-    results["cnn_train_s"] = json.loads(sidecar.read_text())["train_seconds"] if sidecar.exists() else None
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    vgg16 = config.METRICS_DIR / "05-vgg16.json"
-    results["vgg16_train_s"] = json.loads(vgg16.read_text())["vgg16_train_s"] if vgg16.exists() else None
-    results.update(_predict_speed())
+    results.update(full_run_numbers())
     results["machine"] = {**train.machine(), "tensorflow": tf.__version__}
     return results
 
 
-def _predict_speed(repeats: int = 50, batch: int = 256) -> dict:
-    """predict_p50_ms (one image, model loaded) and predict_batch_images_per_s, with models/cnn.keras."""
+def full_run_numbers() -> dict:
+    """What the bench takes from the last full run instead of training again, and the prediction speed
+    of its published model: cnn_train_s (the published ``cnn`` model's training, its first seed's, from
+    reports/metrics/04-cnn.json), vgg16_train_s (reports/metrics/05-vgg16.json), predict_p50_ms and
+    predict_batch_images_per_s (models/cnn.keras).
+
+    A number that cannot be had is left out, so that :func:`record` keeps the one measured earlier, and is
+    named with its reason in one printed line and under ``not_measured_this_run``."""
+    found, missing = {}, {}
+    cnn, vgg16 = config.METRICS_DIR / "04-cnn.json", config.METRICS_DIR / "05-vgg16.json"
+    try:
+        found["cnn_train_s"] = json.loads(cnn.read_text())["models"]["cnn"]["per_seed"][0]["train_seconds"]
+    except (OSError, KeyError, IndexError, ValueError):
+        missing["cnn_train_s"] = f"no cnn training time in reports/metrics/{cnn.name} (notebook 04)"
+    try:
+        found["vgg16_train_s"] = json.loads(vgg16.read_text())["vgg16_train_s"]
+    except (OSError, KeyError, ValueError):
+        missing["vgg16_train_s"] = f"no reports/metrics/{vgg16.name} (notebook 05)"
+    speed = _predict_speed()
+    if speed is None:
+        missing.update(dict.fromkeys(("predict_p50_ms", "predict_batch_images_per_s"),
+                                     "no models/cnn.keras (notebook 04: make reproduce)"))
+    else:
+        found.update(speed)
+    for reason in dict.fromkeys(missing.values()):
+        keys = ", ".join(key for key, why in missing.items() if why == reason)
+        print(f"not measured: {keys}: {reason}; benchmarks.json keeps any earlier value", flush=True)
+    return {**found, "not_measured_this_run": missing}
+
+
+def _predict_speed(repeats: int = 50, batch: int = 256) -> dict | None:
+    """predict_p50_ms (one image, model loaded) and predict_batch_images_per_s, with models/cnn.keras;
+    None without it."""
     from pneumonia.predict import Predictor
 
     if not (config.MODELS_DIR / "cnn.keras").exists():
-        return {"predict_p50_ms": None, "predict_batch_images_per_s": None}
+        return None
     predictor = Predictor()
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1, predictor.image_size, predictor.image_size, predictor.channels), dtype=np.uint8)
@@ -243,7 +273,7 @@ def record(results: dict) -> None:
              "| key | value |", "|---|---|"]
     for key, value in current.items():
         if isinstance(value, dict) and key not in ("goals", "machine", "reproduce_machine"):
-            value = ", ".join(f"{name}: {number}" for name, number in value.items())
+            value = ", ".join(f"{name}: {number}" for name, number in value.items()) or "none"
         if not isinstance(value, dict):
             lines.append(f"| `{key}` | {value} |")
     lines += ["", "| goal | met |", "|---|---|"]

@@ -32,3 +32,33 @@ def test_record_says_which_machine_measured_the_bench_and_which_the_full_run(tmp
     recorded = json.loads((tmp_path / "benchmarks.json").read_text())
     assert recorded["reproduce_machine"]["cpu_model"] == "Fast CPU" and recorded["machine"]["cpu_model"] == "Slow CPU"
     assert recorded["goals"]["cnn_epoch_s <= 1.15 x compute_epoch_s"] is True
+
+
+def test_numbers_of_the_full_run_that_are_missing_are_named_and_the_earlier_ones_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path)
+    monkeypatch.setattr(config, "METRICS_DIR", tmp_path / "metrics")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    (tmp_path / "benchmarks.json").write_text(json.dumps({"cnn_train_s": 250.0, "predict_p50_ms": 14.0}))
+
+    numbers = bench.full_run_numbers()
+    assert set(numbers["not_measured_this_run"]) == {"cnn_train_s", "vgg16_train_s", "predict_p50_ms",
+                                                     "predict_batch_images_per_s"}
+    assert not {"cnn_train_s", "vgg16_train_s", "predict_p50_ms"} & set(numbers)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 3 and all(line.startswith("not measured: ") for line in printed)
+    assert any("predict_p50_ms, predict_batch_images_per_s: no models/cnn.keras" in line for line in printed)
+    bench.record({"cnn_epoch_s": 9.0, **numbers})
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert recorded["cnn_train_s"] == 250.0 and recorded["predict_p50_ms"] == 14.0
+    assert "| `not_measured_this_run` | cnn_train_s: no cnn training time" in (tmp_path / "benchmarks.md").read_text()
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "04-cnn.json").write_text(json.dumps(
+        {"models": {"cnn": {"per_seed": [{"seed": 0, "train_seconds": 261.5}, {"seed": 1, "train_seconds": 240.0}]}}}))
+    (tmp_path / "metrics" / "05-vgg16.json").write_text(json.dumps({"vgg16_train_s": 800.0}))
+    numbers = bench.full_run_numbers()
+    assert numbers["cnn_train_s"] == 261.5 and numbers["vgg16_train_s"] == 800.0
+    assert set(numbers["not_measured_this_run"]) == {"predict_p50_ms", "predict_batch_images_per_s"}
+    bench.record(numbers)
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert recorded["cnn_train_s"] == 261.5 and recorded["predict_p50_ms"] == 14.0
