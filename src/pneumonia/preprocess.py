@@ -249,13 +249,14 @@ def make_augmentation(
     Amounts follow the well-known tutorials' ImageDataGenerator settings: ``rotation`` as a fraction
     of a full turn (0.05 = 18 degrees), ``shift`` and ``zoom`` as fractions of the image size,
     ``shear`` as the largest shear coefficient. ``horizontal_flip`` puts the heart on the wrong
-    side, so it is off by default (and measured worse: the log's (al); shear ±0.1 changed nothing,
-    (am); rotation 0 and 0.06 did no better than the published 0.03, (an) and (ao)). Images are in
-    [0, 1]. Against differences between machines (notebook 04's one-change map): ``sharpness`` is
-    Keras' ``RandomSharpness`` range (0 blurs, 0.5 leaves the image, 1 sharpens), ``noise`` the
-    standard deviation of Gaussian grain, and ``frame`` the widest black or white border (a fraction
-    of the size) drawn on half the images, and ``amplitude_mix`` the largest share of another
-    image's Fourier amplitude mixed into half the images (:class:`RandomAmplitudeMix`).
+    side, so it is off by default. Measured on validation: the flip did worse (the log's (al)),
+    shear ±0.1 changed nothing ((am)), and rotation 0 or 0.06 did no better than the published 0.03
+    ((an), (ao)). Images are in [0, 1]. Against differences between machines (notebook 04's
+    one-change map): ``sharpness`` is Keras' ``RandomSharpness`` range (0 blurs, 0.5 leaves the
+    image, 1 sharpens), ``noise`` the standard deviation of Gaussian grain, ``frame`` the widest
+    black or white border (a fraction of the size) drawn on half the images, and ``amplitude_mix``
+    the largest share of another image's Fourier amplitude mixed into half the images
+    (:class:`RandomAmplitudeMix`).
     ``blank_border``, last, sets that share of each side to black again after the random changes
     (:class:`BlankBorder`), so that a model trained on ``intensity="equalize_blank_border"`` sees
     the same band in training as when it predicts (the log's (ai), not adopted).
