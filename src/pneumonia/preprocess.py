@@ -100,7 +100,8 @@ def load_split(
     return images, labels_of(rows), rows
 
 
-INTENSITY_METHODS = ("none", "equalize", "equalize_masked", "equalize_middle", "equalize_blank_border")
+INTENSITY_METHODS = ("none", "equalize", "equalize_masked", "equalize_middle", "equalize_blank_border",
+                     "equalize_cropped")
 # Pixels at or below this level (black borders, collimation, air outside the body) are left out of
 # ``equalize_masked``'s histogram.
 MASK_LEVEL = 8
@@ -108,6 +109,55 @@ MASK_LEVEL = 8
 MIDDLE_MARGIN = 0.125
 # ``equalize_blank_border`` sets this share of each side to black before ``equalize_masked``.
 BLANK_BORDER = 0.08
+# ``equalize_cropped`` first crops away whole rows and columns at the edges whose grey levels, averaged over runs of
+# ``CROP_RUN`` pixels, span no more than ``CROP_TOLERANCE`` (a frame, a filled margin), at most ``CROP_LIMIT`` of a side.
+CROP_TOLERANCE = 10
+CROP_RUN = 8
+CROP_LIMIT = 0.25
+
+
+def uniform_border(images: np.ndarray, tolerance: float = CROP_TOLERANCE, limit: float = CROP_LIMIT,
+                   chunk: int = 256) -> np.ndarray:
+    """(n, 4) int: how many uniform lines each uint8 image has at its top, bottom, left and right edge.
+
+    A line is a whole row or column whose grey levels, averaged over runs of ``CROP_RUN`` pixels along it
+    (so that grain and JPEG noise do not count), span no more than ``tolerance`` from the 2nd to the 98th
+    percentile: a frame or a filled margin of any grey level. Counts stop at the first line that is not
+    uniform and at ``limit`` of the side.
+    """
+    counts = np.empty((len(images), 4), dtype=np.int64)
+    for start in range(0, len(images), chunk):
+        grey = images[start:start + chunk].mean(axis=-1, dtype=np.float32)
+        sides = []
+        for axis in (2, 1):  # rows (along each row), then columns
+            total = np.cumsum(grey, axis=axis, dtype=np.float64)
+            smooth = (np.take(total, range(CROP_RUN, total.shape[axis]), axis=axis)
+                      - np.take(total, range(total.shape[axis] - CROP_RUN), axis=axis)) / CROP_RUN
+            low, high = np.percentile(smooth, [2, 98], axis=axis)
+            uniform = (high - low) <= tolerance
+            cap = int(limit * uniform.shape[1])
+            for flags in (uniform, uniform[:, ::-1]):
+                leading = np.where(flags.all(axis=1), flags.shape[1], np.argmin(flags, axis=1))
+                sides.append(np.minimum(leading, cap))
+        counts[start:start + chunk] = np.stack(sides, axis=1)
+    return counts
+
+
+def crop_uniform_border(images: np.ndarray, **options) -> np.ndarray:
+    """uint8 ``images`` with their uniform border lines (:func:`uniform_border`) cropped away and the rest
+    resized back to the full size; images without such lines are returned unchanged."""
+    height, width = images.shape[1:3]
+    out = images.copy()
+    counts = uniform_border(images, **options)
+    for index in np.flatnonzero(counts.any(axis=1)):
+        top, bottom, left, right = counts[index]
+        image = images[index]
+        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        picture = picture.crop((left, top, width - right, height - bottom)).resize((width, height),
+                                                                                  Image.Resampling.BILINEAR)
+        array = np.asarray(picture, dtype=np.uint8)
+        out[index] = array[..., None] if image.shape[-1] == 1 else array
+    return out
 
 
 def inner_window(height: int, width: int, share: float) -> np.ndarray:
@@ -132,7 +182,10 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     adopted: a white border then reads as NORMAL). ``equalize_blank_border`` sets the outer
     ``BLANK_BORDER`` of each side to black first, so that the network sees neither the border nor its
     effect on the histogram (tried as the log's (ah) and (ai) and not adopted: it repairs every frame
-    but a taller or zoomed-in chest then reads as pneumonia). It runs before the model, on training,
+    but a taller or zoomed-in chest then reads as pneumonia). ``equalize_cropped`` crops the uniform lines
+    at the edges away first (:func:`crop_uniform_border`) and resizes what is left back to the full size, so
+    that a frame or a filled margin of any grey level neither reaches the network nor moves the histogram,
+    and no anatomy is hidden (the log's (ar)). It runs before the model, on training,
     validation and test images alike; the model's sidecar records the method.
     """
     if method == "none":
@@ -142,6 +195,8 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     from PIL import ImageChops, ImageOps
 
     height, width = images.shape[1:3]
+    if method == "equalize_cropped":
+        images = crop_uniform_border(images)
     if method == "equalize_blank_border":
         images = np.where(inner_window(height, width, BLANK_BORDER)[None, :, :, None], images, 0).astype(np.uint8)
     middle = None
@@ -151,7 +206,7 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     for index, image in enumerate(images):
         picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
         mask = None
-        if method in ("equalize_masked", "equalize_middle", "equalize_blank_border"):
+        if method in ("equalize_masked", "equalize_middle", "equalize_blank_border", "equalize_cropped"):
             mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
         if middle is not None:
             mask = ImageChops.darker(mask, middle)

@@ -394,3 +394,35 @@ def test_vertical_stretch_draws_each_image_a_factor_from_its_class_range(pneumon
     assert np.isin(np.unique(next(iter(plain))[0].numpy()), [0.0, 1.0]).all()  # off by default: nothing resampled
     with pytest.raises(ValueError, match="vertical_stretch names classes"):
         train.training_batches(images, labels, batch_size=40, seed=1, vertical_stretch={"normal": (1.0, 1.2)})
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cropped_equalisation_crops_a_frame_of_any_grey_level_and_leaves_the_chest_whole(channels):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    chest = rng.integers(20, 230, (40, 40, channels), dtype=np.uint8)
+    unframed = np.asarray(Image.fromarray(chest.squeeze(-1) if channels == 1 else chest).resize(
+        (50, 50), Image.Resampling.BILINEAR)).reshape(1, 50, 50, channels)
+    assert np.array_equal(preprocess.crop_uniform_border(unframed), unframed)  # nothing uniform: untouched
+    for level in (0, 9, 40, 255):
+        framed = np.full((1, 50, 50, channels), level, dtype=np.uint8)
+        framed[0, 5:45, 5:45] = chest
+        assert preprocess.uniform_border(framed).tolist() == [[5, 5, 5, 5]], level
+        assert np.array_equal(preprocess.crop_uniform_border(framed), unframed), level
+        out = preprocess.normalize_intensity(framed, "equalize_cropped")
+        assert np.array_equal(out, preprocess.normalize_intensity(unframed, "equalize_masked")), level
+    assert out.dtype == np.uint8 and out.shape == framed.shape
+
+
+def test_cropping_ignores_grain_in_a_border_and_stops_at_its_limit():
+    rng = np.random.default_rng(1)
+    image = rng.integers(20, 230, (1, 60, 60, 1), dtype=np.uint8)
+    grainy = image.copy()
+    grainy[0, :6] = np.clip(rng.normal(30, 4, (6, 60, 1)), 0, 255).astype(np.uint8)  # a grey bar with grain
+    assert preprocess.uniform_border(grainy).tolist() == [[6, 0, 0, 0]]
+    wide = image.copy()
+    wide[0, :, :30] = 0  # half the image black: only the limit is cropped
+    assert preprocess.uniform_border(wide)[0, 2] == int(preprocess.CROP_LIMIT * 60)
+    blank = np.zeros((1, 60, 60, 1), dtype=np.uint8)
+    assert preprocess.uniform_border(blank).tolist() == [[15, 15, 15, 15]]
