@@ -111,7 +111,7 @@ MIDDLE_MARGIN = 0.125
 BLANK_BORDER = 0.08
 # ``equalize_cropped`` first crops away whole rows and columns at the edges whose grey levels, averaged over runs
 # of ``CROP_RUN`` pixels, span no more than ``CROP_TOLERANCE`` (a frame, a filled margin), at most ``CROP_LIMIT``
-# of a side. The values were set on the training split before the log's (ar) and not tuned.
+# of a side. Set from the training split's crop statistics before the log's (ar), with no model scored.
 CROP_TOLERANCE = 10
 CROP_RUN = 8
 CROP_LIMIT = 0.25
@@ -188,8 +188,8 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     that a frame or a filled margin of any grey level neither reaches the network nor moves the histogram,
     and no anatomy is hidden (tried as the log's (ar) and (as) and not adopted: every flat frame then costs
     what a zoom-in does, but the map gained less than its rule asks, and the changes the crop leaves alone
-    lost a little). It runs before the model, on training,
-    validation and test images alike; the model's sidecar records the method.
+    lost a little). It runs before the model, on training, validation and test images alike; the model's
+    sidecar records the method.
     """
     if method == "none":
         return images

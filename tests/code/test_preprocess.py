@@ -398,8 +398,6 @@ def test_vertical_stretch_draws_each_image_a_factor_from_its_class_range(pneumon
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_cropped_equalisation_crops_a_frame_of_any_grey_level_and_leaves_the_chest_whole(channels):
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     chest = rng.integers(20, 230, (40, 40, channels), dtype=np.uint8)
     unframed = np.asarray(Image.fromarray(chest.squeeze(-1) if channels == 1 else chest).resize(
