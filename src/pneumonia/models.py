@@ -51,7 +51,8 @@ def make_cnn(
     per-image feature statistics (:class:`MixStyle`). Both were tried and not adopted: variants (aa)
     and (ab) of the experiment log, ``reports/experiments/README.md``. ``statistics_noise_blocks``:
     in training, the outputs of the first that many blocks get per-image feature statistics redrawn
-    around their own (:class:`FeatureStatisticsNoise`; tried as variant (ak), not adopted).
+    around their own (:class:`FeatureStatisticsNoise`; alone, variant (ak), not adopted; with
+    ``intensity="equalize_cropped"``, variant (at), adopted, to be published with the next full run).
     """
     if global_pooling not in GLOBAL_POOLING:
         raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")

@@ -186,10 +186,10 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     but a taller or zoomed-in chest then reads as pneumonia). ``equalize_cropped`` crops the uniform lines
     at the edges away first (:func:`crop_uniform_border`) and resizes what is left back to the full size, so
     that a frame or a filled margin of any grey level neither reaches the network nor moves the histogram,
-    and no anatomy is hidden (tried as the log's (ar) and (as) and not adopted: every flat frame then costs
-    what a zoom-in does, but the map gained less than its rule asks, and the changes the crop leaves alone
-    lost a little). It runs before the model, on training, validation and test images alike; the model's
-    sidecar records the method.
+    and no anatomy is hidden (alone, the log's (ar) and (as), not adopted: every flat frame then costs what
+    a zoom-in does, but the map gained less than its rule asks; adopted together with the network's
+    ``statistics_noise_blocks=5`` as (at), to be published with the next full run). It runs before the
+    model, on training, validation and test images alike; the model's sidecar records the method.
     """
     if method == "none":
         return images
