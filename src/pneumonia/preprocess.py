@@ -51,6 +51,17 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def _picture(image: np.ndarray) -> Image.Image:
+    """A uint8 ``(height, width, channels)`` array as a PIL image (``L`` for one channel)."""
+    return Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+
+
+def _pixels(picture: Image.Image, channels: int) -> np.ndarray:
+    """A PIL image back as a uint8 ``(height, width, channels)`` array."""
+    array = np.asarray(picture, dtype=np.uint8)
+    return array[..., None] if channels == 1 else array
+
+
 def decode_images(paths, image_size: int = 224, channels: int = 1, progress: bool = True) -> np.ndarray:
     paths = list(paths)
     images = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
@@ -130,16 +141,14 @@ def uniform_border(images: np.ndarray, tolerance: float = CROP_TOLERANCE, limit:
     for start in range(0, len(images), chunk):
         grey = images[start:start + chunk].mean(axis=-1, dtype=np.float32)
         sides = []
-        for axis in (2, 1):  # rows (along each row), then columns
-            total = np.cumsum(grey, axis=axis, dtype=np.float64)
-            smooth = (np.take(total, range(CROP_RUN, total.shape[axis]), axis=axis)
-                      - np.take(total, range(total.shape[axis] - CROP_RUN), axis=axis)) / CROP_RUN
-            low, high = np.percentile(smooth, [2, 98], axis=axis)
-            uniform = (high - low) <= tolerance
-            cap = int(limit * uniform.shape[1])
-            for flags in (uniform, uniform[:, ::-1]):
-                leading = np.where(flags.all(axis=1), flags.shape[1], np.argmin(flags, axis=1))
-                sides.append(np.minimum(leading, cap))
+        for lines in (grey, grey.transpose(0, 2, 1)):  # rows, then columns, each along its own length
+            cap = max(1, int(limit * lines.shape[1]))
+            for edge in (lines[:, :cap], lines[:, ::-1][:, :cap]):  # only the outer lines can be cropped
+                total = np.cumsum(edge, axis=2, dtype=np.float64)
+                smooth = (total[:, :, CROP_RUN:] - total[:, :, :-CROP_RUN]) / CROP_RUN
+                low, high = np.percentile(smooth, [2, 98], axis=2)
+                flags = (high - low) <= tolerance
+                sides.append(np.where(flags.all(axis=1), cap, np.argmin(flags, axis=1)))
         counts[start:start + chunk] = np.stack(sides, axis=1)
     return counts
 
@@ -152,12 +161,8 @@ def crop_uniform_border(images: np.ndarray, **options) -> np.ndarray:
     counts = uniform_border(images, **options)
     for index in np.flatnonzero(counts.any(axis=1)):
         top, bottom, left, right = counts[index]
-        image = images[index]
-        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
-        picture = picture.crop((left, top, width - right, height - bottom)).resize((width, height),
-                                                                                  Image.Resampling.BILINEAR)
-        array = np.asarray(picture, dtype=np.uint8)
-        out[index] = array[..., None] if image.shape[-1] == 1 else array
+        picture = _picture(images[index]).crop((left, top, width - right, height - bottom))
+        out[index] = _pixels(picture.resize((width, height), Image.Resampling.BILINEAR), images.shape[-1])
     return out
 
 
@@ -207,14 +212,13 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
         middle = Image.fromarray(inner_window(height, width, MIDDLE_MARGIN).astype(np.uint8) * 255)
     out = np.empty_like(images)
     for index, image in enumerate(images):
-        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        picture = _picture(image)
         mask = None
         if method in ("equalize_masked", "equalize_middle", "equalize_blank_border", "equalize_cropped"):
             mask = picture.convert("L").point(lambda level: 255 if level > MASK_LEVEL else 0)
         if middle is not None:
             mask = ImageChops.darker(mask, middle)
-        array = np.asarray(ImageOps.equalize(picture, mask=mask), dtype=np.uint8)
-        out[index] = array[..., None] if image.shape[-1] == 1 else array
+        out[index] = _pixels(ImageOps.equalize(picture, mask=mask), image.shape[-1])
     return out
 
 
@@ -623,16 +627,14 @@ def simulate_acquisition_shift(images: np.ndarray, seed: int = 0, strength: floa
         mean = pixels.mean()
         pixels = (pixels - mean) * (1 + rng.uniform(-0.3, 0.3) * strength) + mean  # contrast
         pixels = pixels + rng.uniform(-0.08, 0.08) * strength  # brightness
-        picture = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8).squeeze(-1) if image.shape[-1] == 1
-                                  else (np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+        picture = _picture((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2) * strength * size / 160))
         scale = 1 + rng.uniform(-0.12, 0.12) * strength  # zoom in (>1) or out (<1), centred
         crop = size / scale
         left = (size - crop) / 2
         picture = picture.transform((size, size), Image.Transform.EXTENT, (left, left, left + crop, left + crop),
                                     Image.Resampling.BILINEAR, fillcolor=0)
-        array = np.asarray(picture, dtype=np.uint8)
-        shifted[index] = array[..., None] if image.shape[-1] == 1 else array
+        shifted[index] = _pixels(picture, image.shape[-1])
     return shifted
 
 # One change at a time, each at a fixed, plainly named amount, so that a model's failure can be read
@@ -679,7 +681,7 @@ def one_factor_shift(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray
     size = images.shape[1]
     out = np.empty_like(images)
     for index, image in enumerate(images):
-        picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        picture = _picture(image)
         if kind == "extent":
             box = tuple(value * size for value in amount)
             picture = picture.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR,
