@@ -52,7 +52,7 @@ def make_cnn(
     and (ab) of the experiment log, ``reports/experiments/README.md``. ``statistics_noise_blocks``:
     in training, the outputs of the first that many blocks get per-image feature statistics redrawn
     around their own (:class:`FeatureStatisticsNoise`; alone, variant (ak), not adopted; with
-    ``intensity="equalize_cropped"``, variant (at), adopted, to be published with the next full run).
+    ``intensity="equalize_cropped"``, variant (at), adopted and notebook 04's default since 2026-12-07).
     """
     if global_pooling not in GLOBAL_POOLING:
         raise ValueError(f"global_pooling is one of {', '.join(GLOBAL_POOLING)}, not {global_pooling!r}")

@@ -193,7 +193,7 @@ def normalize_intensity(images: np.ndarray, method: str = "none") -> np.ndarray:
     that a frame or a filled margin of any grey level neither reaches the network nor moves the histogram,
     and no anatomy is hidden (alone, the log's (ar) and (as), not adopted: every flat frame then costs what
     a zoom-in does, but the map gained less than its rule asks; adopted together with the network's
-    ``statistics_noise_blocks=5`` as (at), to be published with the next full run). It runs before the
+    ``statistics_noise_blocks=5`` as (at), published by the full run of 2026-12-07). It runs before the
     model, on training, validation and test images alike; the model's sidecar records the method.
     """
     if method == "none":
