@@ -1,0 +1,85 @@
+"""The diagnostic after the experiment log's "The fifth rule has no room left": is the published configuration's
+largest failure on the map, a taller chest, a failure of shape or of smoothing? It decides nothing.
+
+    .venv/bin/python reports/experiments/scale_marks.py [TAG]
+
+TAG is a recorded run whose seeds are in models/experiments/TAG/ (default published-seeds84to89). The map's framing
+changes (``preprocess.one_factor_shift``) resample the 160 px image the network sees, so a taller chest or a zoom-in
+is also an upsampling: new rows interpolated between old ones, a smoother image. Here each is made two more ways,
+on the validation images:
+
+- at the source: the same part of the 224 px file resized straight to 160 px, as every image is decoded. The shape
+  is the map's, and the image is still a downsampling, as sharp as any other;
+- smoothing alone: the 160 px image resized down and back up along the same axes by the same factor. The shape is
+  unchanged, and the image is smoothed about as the map's upsampling smooths it.
+
+Prints, for each case, the seeds' mean sensitivity, specificity and ROC AUC at each seed's own threshold, and each
+seed's specificity.
+"""
+
+import json
+import sys
+
+import numpy as np
+from PIL import Image
+
+from pneumonia import evaluate, experiment, preprocess, split
+from pneumonia.models import load_model
+
+IMAGE_SIZE = 160
+# (left, top, right, bottom) as fractions of the image: the part that fills the frame after the change.
+BOXES = {
+    "stretch vertically x1.25": (0.0, 0.1, 1.0, 0.9),
+    "crop top 10%": (0.0, 0.1, 1.0, 1.0),
+    "zoom in x1.2": (1 / 12, 1 / 12, 11 / 12, 11 / 12),
+}
+
+
+def at_source(paths, box) -> np.ndarray:
+    """Each file's ``box`` resized straight to the network's size: the map's framing without an upsampling."""
+    images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
+    for index, path in enumerate(paths):
+        with Image.open(path) as picture:
+            grey = preprocess._to_mode(picture, "L")
+            width, height = grey.size
+            pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+            images[index, ..., 0] = np.asarray(grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR,
+                                                           box=pixels))
+    return images
+
+
+def smoothed_alone(images: np.ndarray, box) -> np.ndarray:
+    """Each image resized to the size ``box`` has and back, with the map's bilinear filter: its smoothing, not its shape."""
+    width = max(1, round((box[2] - box[0]) * IMAGE_SIZE))
+    height = max(1, round((box[3] - box[1]) * IMAGE_SIZE))
+    out = np.empty_like(images)
+    for index, image in enumerate(images):
+        small = Image.fromarray(image[..., 0]).resize((width, height), Image.Resampling.BILINEAR)
+        out[index, ..., 0] = np.asarray(small.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR))
+    return out
+
+
+def main(tag: str = "published-seeds84to89"):
+    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
+    paths = experiment.recorded_models([tag], [row["seed"] for row in record["per_seed"]])
+    members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
+    if {(sidecar["image_size"], sidecar["channels"]) for _, sidecar in members} != {(IMAGE_SIZE, 1)}:
+        raise SystemExit(f"{tag}: this diagnostic is written for {IMAGE_SIZE} px grey models")
+    images, labels, rows = preprocess.load_split(split.read_splits(), "val", IMAGE_SIZE, 1, progress=False)
+    cases = {"none": images}
+    for name, box in BOXES.items():
+        cases[f"{name}: the map's (upsampled at 160 px)"] = preprocess.one_factor_shift(images, name)
+        cases[f"{name}: at the source (224 px file)"] = at_source(rows["filepath"], box)
+        cases[f"{name}: its smoothing alone"] = smoothed_alone(images, box)
+    print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds); "
+          f"intensity {members[0][1].get('intensity', 'none')}")
+    for name, changed in cases.items():
+        scores = [evaluate.binary_metrics(labels, probability, sidecar["threshold"])
+                  for probability, (_, sidecar) in zip(evaluate.seed_probabilities(members, changed), members)]
+        print(f"  {name:58s} " + ", ".join(f"{metric} {np.mean([score[metric] for score in scores]):.3f}"
+                                           for metric in ("sensitivity", "specificity", "roc_auc"))
+              + "; specificity per seed " + " ".join(f"{score['specificity']:.2f}" for score in scores))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
