@@ -33,6 +33,11 @@ BOXES = {
     "crop top 10%": (0.0, 0.1, 1.0, 1.0),
     "zoom in x1.2": (1 / 12, 1 / 12, 11 / 12, 11 / 12),
 }
+# The taller chest taken apart, both at the source: its framing without its shape (the same top and bottom cut away,
+# the sides cut to match), and its shape without its framing (the whole chest squeezed across by the same ratio, the
+# sides filled with their own mirror image, which ``equalize_cropped`` does not take for a uniform border).
+FRAMING_ALONE = (0.1, 0.1, 0.9, 0.9)
+SQUEEZE = 0.8
 
 
 def at_source(paths, box) -> np.ndarray:
@@ -45,6 +50,18 @@ def at_source(paths, box) -> np.ndarray:
             pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
             images[index, ..., 0] = np.asarray(grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR,
                                                            box=pixels))
+    return images
+
+
+def squeezed_at_source(paths, share: float = SQUEEZE) -> np.ndarray:
+    """Each whole file resized to ``share`` of the width and the full height, its sides mirrored out to a square."""
+    width = round(share * IMAGE_SIZE)
+    left = (IMAGE_SIZE - width) // 2
+    images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
+    for index, path in enumerate(paths):
+        with Image.open(path) as picture:
+            narrow = np.asarray(preprocess._to_mode(picture, "L").resize((width, IMAGE_SIZE), Image.Resampling.BILINEAR))
+        images[index, ..., 0] = np.pad(narrow, ((0, 0), (left, IMAGE_SIZE - width - left)), mode="symmetric")
     return images
 
 
@@ -71,6 +88,8 @@ def main(tag: str = "published-seeds84to89"):
         cases[f"{name}: the map's (upsampled at 160 px)"] = preprocess.one_factor_shift(images, name)
         cases[f"{name}: at the source (224 px file)"] = at_source(rows["filepath"], box)
         cases[f"{name}: its smoothing alone"] = smoothed_alone(images, box)
+    cases["taller chest's framing alone: zoom in x1.25 at the source"] = at_source(rows["filepath"], FRAMING_ALONE)
+    cases["taller chest's shape alone: squeeze across x0.8 at the source"] = squeezed_at_source(rows["filepath"])
     print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds); "
           f"intensity {members[0][1].get('intensity', 'none')}")
     for name, changed in cases.items():
