@@ -96,6 +96,18 @@ def test_predictions_match_the_model_directly(model_path, accepted):
     assert result.probability == pytest.approx(float(direct), abs=1e-5)
 
 
+def test_one_trace_serves_every_batch_size(model_path):
+    predictor = predict.Predictor(model_path)
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (count, predictor.image_size, predictor.image_size, predictor.channels),
+                            dtype=np.uint8) for count in (1, 5, 2)]
+    for images in batches:
+        inputs = predictor.inputs(images)
+        direct = predictor.model.predict(inputs, verbose=0).ravel()
+        assert predictor.probabilities(images) == pytest.approx(direct, abs=1e-5)
+    assert predictor.forward[0].experimental_get_tracing_count() == 1
+
+
 def test_ensemble_averages_the_seeds_at_its_own_threshold(tmp_path, tiny_model, accepted):
     published = tiny_model(tmp_path, tmp_path / "logs", seeds=(0, 1))
     ensemble = predict.Predictor(published, ensemble=True)
