@@ -1,5 +1,6 @@
 """The diagnostic after the experiment log's "The fifth rule has no room left": is the published configuration's
-largest failure on the map, a taller chest, a failure of shape or of smoothing? It decides nothing.
+largest failure on the map, a taller chest, a failure of geometry or of smoothing, and which part of its geometry? It
+decides nothing.
 
     .venv/bin/python reports/experiments/scale_marks.py [TAG]
 
@@ -21,7 +22,7 @@ import json
 import sys
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pneumonia import evaluate, experiment, preprocess, split
 from pneumonia.models import load_model
@@ -45,7 +46,7 @@ def at_source(paths, box) -> np.ndarray:
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     for index, path in enumerate(paths):
         with Image.open(path) as picture:
-            grey = preprocess._to_mode(picture, "L")
+            grey = preprocess._to_mode(ImageOps.exif_transpose(picture), "L")
             width, height = grey.size
             pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
             images[index, ..., 0] = np.asarray(grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR,
@@ -60,7 +61,7 @@ def squeezed_at_source(paths, share: float = SQUEEZE) -> np.ndarray:
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     for index, path in enumerate(paths):
         with Image.open(path) as picture:
-            narrow = np.asarray(preprocess._to_mode(picture, "L").resize((width, IMAGE_SIZE), Image.Resampling.BILINEAR))
+            narrow = np.asarray(preprocess._to_mode(ImageOps.exif_transpose(picture), "L").resize((width, IMAGE_SIZE), Image.Resampling.BILINEAR))
         images[index, ..., 0] = np.pad(narrow, ((0, 0), (left, IMAGE_SIZE - width - left)), mode="symmetric")
     return images
 
