@@ -22,12 +22,14 @@ import json
 import sys
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pneumonia import evaluate, experiment, preprocess, split
 from pneumonia.models import load_model
 
 IMAGE_SIZE = 160
+# The files' own size (the dataset's README): decoded at it, an image is not resampled.
+SOURCE_SIZE = 224
 # (left, top, right, bottom) as fractions of the image: the part that fills the frame after the change.
 BOXES = {
     "stretch vertically x1.25": (0.0, 0.1, 1.0, 0.9),
@@ -41,27 +43,25 @@ FRAMING_ALONE = (0.1, 0.1, 0.9, 0.9)
 SQUEEZE = 0.8
 
 
-def at_source(paths, box) -> np.ndarray:
-    """Each file's ``box`` resized straight to the network's size: the map's framing without an upsampling."""
-    images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
-    for index, path in enumerate(paths):
-        with Image.open(path) as picture:
-            grey = preprocess._to_mode(ImageOps.exif_transpose(picture), "L")
-            width, height = grey.size
-            pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
-            images[index, ..., 0] = np.asarray(grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR,
-                                                           box=pixels))
+def at_source(sources: np.ndarray, box) -> np.ndarray:
+    """The ``box`` of each source image (the files as decoded at their own size) resized straight to the network's
+    size: the map's framing without an upsampling."""
+    height, width = sources.shape[1:3]
+    pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+    images = np.empty((len(sources), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
+    for index, source in enumerate(sources):
+        images[index, ..., 0] = np.asarray(Image.fromarray(source[..., 0]).resize(
+            (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=pixels))
     return images
 
 
-def squeezed_at_source(paths, share: float = SQUEEZE) -> np.ndarray:
-    """Each whole file resized to ``share`` of the width and the full height, its sides mirrored out to a square."""
+def squeezed_at_source(sources: np.ndarray, share: float = SQUEEZE) -> np.ndarray:
+    """Each whole source image resized to ``share`` of the width and the full height, its sides mirrored out to a square."""
     width = round(share * IMAGE_SIZE)
     left = (IMAGE_SIZE - width) // 2
-    images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
-    for index, path in enumerate(paths):
-        with Image.open(path) as picture:
-            narrow = np.asarray(preprocess._to_mode(ImageOps.exif_transpose(picture), "L").resize((width, IMAGE_SIZE), Image.Resampling.BILINEAR))
+    images = np.empty((len(sources), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
+    for index, source in enumerate(sources):
+        narrow = np.asarray(Image.fromarray(source[..., 0]).resize((width, IMAGE_SIZE), Image.Resampling.BILINEAR))
         images[index, ..., 0] = np.pad(narrow, ((0, 0), (left, IMAGE_SIZE - width - left)), mode="symmetric")
     return images
 
@@ -83,14 +83,16 @@ def main(tag: str = "published-seeds84to89"):
     members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
     if {(sidecar["image_size"], sidecar["channels"]) for _, sidecar in members} != {(IMAGE_SIZE, 1)}:
         raise SystemExit(f"{tag}: this diagnostic is written for {IMAGE_SIZE} px grey models")
-    images, labels, rows = preprocess.load_split(split.read_splits(), "val", IMAGE_SIZE, 1, progress=False)
+    splits = split.read_splits()
+    images, labels, _ = preprocess.load_split(splits, "val", IMAGE_SIZE, 1, progress=False)
+    sources, _, _ = preprocess.load_split(splits, "val", SOURCE_SIZE, 1, progress=False)
     cases = {"none": images}
     for name, box in BOXES.items():
         cases[f"{name}: the map's (upsampled at 160 px)"] = preprocess.one_factor_shift(images, name)
-        cases[f"{name}: at the source (224 px file)"] = at_source(rows["filepath"], box)
+        cases[f"{name}: at the source (224 px file)"] = at_source(sources, box)
         cases[f"{name}: its smoothing alone"] = smoothed_alone(images, box)
-    cases["taller chest's framing alone: zoom in x1.25 at the source"] = at_source(rows["filepath"], FRAMING_ALONE)
-    cases["taller chest's shape alone: squeeze across x0.8 at the source"] = squeezed_at_source(rows["filepath"])
+    cases["taller chest's framing alone: zoom in x1.25 at the source"] = at_source(sources, FRAMING_ALONE)
+    cases["taller chest's shape alone: squeeze across x0.8 at the source"] = squeezed_at_source(sources)
     print(f"{tag}: {len(members)} seeds on {len(images)} validation images, each at its own threshold (mean of seeds); "
           f"intensity {members[0][1].get('intensity', 'none')}")
     for name, changed in cases.items():
