@@ -77,11 +77,12 @@ def _parser() -> argparse.ArgumentParser:
                                  "shift and zoom ranges (default: the training augmentation's), and smooth=N to "
                                  "average each N x N window first, e.g. views=8 zoom=0, or smooth=2; adapt=1 "
                                  "re-estimates BatchNorm statistics on the images scored together")
-    experiment.add_argument("--rule", choices=["third", "fourth", "fifth"], default="third",
+    experiment.add_argument("--rule", choices=["third", "fourth", "fifth", "sixth"], default="third",
                             help="notebook 04's rule for the verdict: the third (gain above twice its spread), the "
                                  "fourth (a gain in every one of six or more seeds), declared for variants after (u), "
-                                 "or the fifth (the map's balanced accuracy at each seed's threshold), declared "
-                                 "before (w)")
+                                 "the fifth (the map's balanced accuracy at each seed's threshold), declared "
+                                 "before (w), or the sixth (the counter-cue validation images' balanced accuracy), "
+                                 "declared before (au)")
     experiment.add_argument("--judge", action="store_true",
                             help="train nothing: judge the recorded run again by the current rule")
 

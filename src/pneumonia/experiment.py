@@ -121,12 +121,14 @@ def validation_conditions(val_images: np.ndarray, strength: float = 1.0) -> dict
 
 
 def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strength: float = 1.0,
-          progress: bool = True, test_time: dict | None = None) -> dict:
+          progress: bool = True, test_time: dict | None = None, counter_cue: np.ndarray | None = None) -> dict:
     """Every ``(model, sidecar)`` member at its own threshold: validation, the shifted copies and the map;
     with ``test_time``, each probability the mean over those views (``evaluate.augmented_views``).
 
     The map's score per seed is the mean over its changes of ROC AUC (how well the seed ranks changed
-    images, whatever its threshold) and of balanced accuracy (at its threshold).
+    images, whatever its threshold) and of balanced accuracy (at its threshold). ``counter_cue``: the
+    indices of the validation images whose acquisition points to the other class
+    (:func:`counter_cue_validation`), scored as well, each as it was scored in the whole validation set.
     """
     per_seed = [{"seed": sidecar["seed"], "threshold": sidecar["threshold"], "epochs_run": sidecar["epochs_run"],
                  "best_epoch": sidecar["best_epoch"], "train_seconds": sidecar["train_seconds"]}
@@ -137,6 +139,11 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
         for row, (_, sidecar), probability in zip(per_seed, members, probabilities):
             scored = evaluate.binary_metrics(val_labels, probability, sidecar["threshold"])
             row[condition] = {metric: scored[metric] for metric in evaluate.HEADLINE}
+            if condition == "validation" and counter_cue is not None:
+                scored = evaluate.binary_metrics(val_labels[counter_cue], probability[counter_cue],
+                                                 sidecar["threshold"])
+                row[COUNTER_CUE] = {metric: scored[metric] for metric in evaluate.HEADLINE}
+                row["counter_cue_balanced_accuracy"] = (scored["sensitivity"] + scored["specificity"]) / 2
         ensemble[f"{condition}_roc_auc"] = evaluate.binary_metrics(val_labels, np.mean(probabilities, axis=0))["roc_auc"]
     table = evaluate.one_factor_table(members, val_images, val_labels, progress=progress, test_time=test_time)
     changed = table[table["shift"] != "none"].assign(
@@ -157,6 +164,17 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
 
 
 HALF_NORMAL = "validation_half_normal"
+COUNTER_CUE = "validation_counter_cue"
+
+
+def counter_cue_validation(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+                           val_labels: np.ndarray) -> np.ndarray:
+    """The validation rows whose acquisition points to the other class (``acquisition.counter_cue_rows``), by
+    a cue model fitted on the training images: the same rows for every run on the same data."""
+    from pneumonia import acquisition
+
+    model = acquisition.fit(train_images, train_labels)
+    return acquisition.counter_cue_rows(acquisition.scores(model, val_images), val_labels)
 
 
 def half_normal(labels: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -169,8 +187,10 @@ def half_normal(labels: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def summarize(per_seed: list[dict]) -> dict:
     """Mean and standard deviation over the seeds of each scored row's numbers."""
-    flat = [{**{key: r[key] for key in ("map_roc_auc", "map_balanced_accuracy", "threshold", "train_seconds")},
-             **{f"{c}_{m}": r[c][m] for c in (*CONDITIONS, HALF_NORMAL) if c in r for m in evaluate.HEADLINE}}
+    keys = ("map_roc_auc", "map_balanced_accuracy", "counter_cue_balanced_accuracy", "threshold", "train_seconds")
+    flat = [{**{key: r[key] for key in keys if key in r},
+             **{f"{c}_{m}": r[c][m] for c in (*CONDITIONS, HALF_NORMAL, COUNTER_CUE) if c in r
+                for m in evaluate.HEADLINE}}
             for r in per_seed]
     return evaluate.summarize_seeds(flat, tuple(flat[0]))
 
@@ -216,6 +236,13 @@ def compare(variant: dict, reference: dict) -> dict:
                       for row in variant["per_seed"]]
     ours, theirs = variant["summary"], reference["summary"]
     same_machine, same_data = same_conditions(variant, reference)
+    counter_cue = {}
+    if "counter_cue_balanced_accuracy" in ours and "counter_cue_balanced_accuracy" in theirs:
+        cue_gains = [row["counter_cue_balanced_accuracy"]
+                     - reference_seeds[row["seed"]]["counter_cue_balanced_accuracy"] for row in variant["per_seed"]]
+        counter_cue = {"counter_cue_balanced_accuracy_gains": cue_gains,
+                       "counter_cue_balanced_accuracy_gain": float(np.mean(cue_gains)),
+                       "map_balanced_accuracy_change": float(np.mean(balanced_gains))}
     return {
         "against": reference["tag"],
         "map_roc_auc_gains": gains,
@@ -229,6 +256,7 @@ def compare(variant: dict, reference: dict) -> dict:
                                     for metric in ("sensitivity", "specificity"))}
            if f"{HALF_NORMAL}_sensitivity" in ours else {}),
         "validation_roc_auc_change": ours["validation_roc_auc"] - theirs["validation_roc_auc"],
+        **counter_cue,
         "shifted_x1.5_roc_auc_change": ours["shifted_x1.5_roc_auc"] - theirs["shifted_x1.5_roc_auc"],
         "train_seconds_ratio": ours["train_seconds"] / theirs["train_seconds"],
         "epoch_seconds_ratio": epoch_seconds(variant) / epoch_seconds(reference),
@@ -247,13 +275,13 @@ def epoch_seconds(record: dict) -> float:
     return float(np.mean([row["train_seconds"] / row["epochs_run"] for row in record["per_seed"]]))
 
 
-RULES = ("third", "fourth", "fifth")
+RULES = ("third", "fourth", "fifth", "sixth")
 
 
 def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tolerance: float = 0.002,
             max_time_ratio: float = 1.25, max_one_image_seconds: float = 0.25, min_seeds: int = 6,
-            min_balanced_gain: float = 0.01, sensitivity_tolerance: float = 0.02, class_mix_tolerance: float = 0.03
-            ) -> dict:
+            min_balanced_gain: float = 0.01, sensitivity_tolerance: float = 0.02, class_mix_tolerance: float = 0.03,
+            map_tolerance: float = 0.005) -> dict:
     """Notebook 04's rules. The third: adopt when the mean paired gain in the map's ROC AUC is more than
     twice its standard deviation between seeds and more than ``min_gain``, clean validation AUC and the
     strength-1.5 AUC are each no more than ``tolerance`` lower, a training epoch takes no more than
@@ -269,7 +297,13 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
     seeds and a mean gain above ``min_balanced_gain``; the map's ROC AUC no more than ``tolerance``
     lower, clean validation sensitivity no more than ``sensitivity_tolerance`` lower, and, for answers
     that depend on the set scored (``adapt``), sensitivity and specificity on a half-NORMAL validation
-    set within ``class_mix_tolerance`` of the whole set's. The other guards are the third rule's."""
+    set within ``class_mix_tolerance`` of the whole set's. The other guards are the third rule's.
+
+    The sixth (declared before (au)) judges the counter-cue validation images (:func:`counter_cue_validation`)
+    the same way: their balanced accuracy at each seed's own threshold gains in every one of at least
+    ``min_seeds`` seeds, by more than ``min_balanced_gain`` on average; the map's balanced accuracy no more
+    than ``map_tolerance`` lower, so that robustness to the simulated changes is not traded away; and the
+    fifth rule's other guards."""
     if rule not in RULES:
         raise ValueError(f"the rule is one of {', '.join(RULES)}, not {rule!r}")
     gains = comparison["map_roc_auc_gains"]
@@ -277,6 +311,20 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
         checks = {"gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"]}
     elif rule == "fourth":
         checks = {f"a gain in every seed, {min_seeds} or more": len(gains) >= min_seeds and all(g > 0 for g in gains)}
+    elif rule == "sixth":
+        if "counter_cue_balanced_accuracy_gains" not in comparison:
+            raise ValueError("the sixth rule needs counter-cue scores on both sides: score the older run again "
+                             "(--models TAG, no test-time change)")
+        balanced = comparison["counter_cue_balanced_accuracy_gains"]
+        checks = {
+            f"a counter-cue balanced-accuracy gain in every seed, {min_seeds} or more":
+                len(balanced) >= min_seeds and all(g > 0 for g in balanced),
+            f"counter-cue balanced-accuracy gain above {min_balanced_gain:g}":
+                comparison["counter_cue_balanced_accuracy_gain"] > min_balanced_gain,
+            "map balanced accuracy kept": comparison["map_balanced_accuracy_change"] >= -map_tolerance,
+            "map AUC kept": comparison["map_roc_auc_gain"] >= -tolerance,
+            "clean validation sensitivity kept": comparison["validation_sensitivity_change"] >= -sensitivity_tolerance,
+        }
     else:
         balanced = comparison["map_balanced_accuracy_gains"]
         checks = {
@@ -289,7 +337,7 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
         }
         if "class_mix_change" in comparison:
             checks["another class mix, same answers"] = comparison["class_mix_change"] <= class_mix_tolerance
-    if rule != "fifth":
+    if rule in ("third", "fourth"):
         checks[f"gain above {min_gain:g}"] = comparison["map_roc_auc_gain"] > min_gain
     checks.update({
         "clean validation AUC kept": comparison["validation_roc_auc_change"] >= -tolerance,
@@ -347,11 +395,12 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
         raise ValueError(f"the models of {models_from} were trained on other data than {data or 'data/raw'}")
     splits = split.read_splits(splits_csv, data)
     val_images, val_labels, _ = preprocess.load_split(splits, "val", run_config.image_size, run_config.channels)
+    train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
+                                                          run_config.channels, limit=parameters.get("limit"))
+    counter_cue = counter_cue_validation(train_images, train_labels, val_images, val_labels)
     if models_from:
         members = [(load_model(path), sidecar) for path, sidecar in zip(trained_files, sidecars)]
     else:
-        train_images, train_labels, _ = preprocess.load_split(splits, "train", run_config.image_size,
-                                                              run_config.channels, limit=parameters.get("limit"))
         members = train_seeds(tag, run_config, seeds, (train_images, train_labels), (val_images, val_labels),
                               manifest_hash)
     if prediction:
@@ -361,7 +410,8 @@ def run(tag: str, settings: dict | None = None, seeds=(0, 1, 2), profile: str = 
               **({"models_from": list(models_from)} if models_from else {}),
               **({"test_time": prediction} if prediction else {}),
               "data_manifest_sha256": manifest_hash, "machine": train.machine(), "versions": train.library_versions(),
-              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=prediction)}
+              **score(members, val_images, val_labels, parameters.get("shift_strength", 1.0), test_time=prediction,
+                      counter_cue=counter_cue)}
     if prediction and not prediction["adapt"]:  # adapted answers need a set: one image alone has no such answer
         for row, (model, sidecar) in zip(record["per_seed"], members):
             row["one_image_seconds"] = evaluate.one_image_seconds(
@@ -487,6 +537,10 @@ def describe(record: dict) -> str:
         lines.append(f"against {comparison['against']}: paired map AUC gain {comparison['map_roc_auc_gain']:+.4f} "
                      f"(2 sd {2 * comparison['map_roc_auc_gain_std']:.4f}; per seed "
                      f"{', '.join(format(g, '+.4f') for g in comparison['map_roc_auc_gains'])})")
+        if "counter_cue_balanced_accuracy_gains" in comparison:
+            per_seed = ", ".join(format(g, "+.4f") for g in comparison["counter_cue_balanced_accuracy_gains"])
+            gain = comparison["counter_cue_balanced_accuracy_gain"]
+            lines.append(f"paired counter-cue balanced-accuracy gain {gain:+.4f} (per seed {per_seed})")
         if "map_balanced_accuracy_gains" in comparison:
             per_seed = ", ".join(format(g, "+.4f") for g in comparison["map_balanced_accuracy_gains"])
             lines.append(f"paired map balanced-accuracy gain {comparison['map_balanced_accuracy_gain']:+.4f} "

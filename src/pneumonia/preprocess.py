@@ -551,9 +551,11 @@ def make_dataset(
     seed: int = 0,
     scale: float = 1 / 255,
     vertical_stretch: dict | None = None,
+    weights: np.ndarray | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(float32 images, float32 labels)`` batches, pixels times ``scale``
-    (in [0, 1] by default; ``scale=1`` keeps 0-255 for models that preprocess themselves).
+    (in [0, 1] by default; ``scale=1`` keeps 0-255 for models that preprocess themselves); with
+    ``weights``, ``(images, labels, weights)`` batches, which Keras reads as per-image loss weights.
 
     ``vertical_stretch``, for training only: each image is stretched vertically by a factor drawn
     anew from its class's range, e.g. ``{"NORMAL": (1.2, 1.4), "PNEUMONIA": (1.0, 1.2)}``
@@ -561,19 +563,23 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)))
+    columns = (images, labels.astype(np.float32))
+    if weights is not None:
+        columns += (np.asarray(weights, dtype=np.float32),)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32) * scale, y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda x, y, *w: (tf.cast(x, tf.float32) * scale, y, *w),
+                          num_parallel_calls=tf.data.AUTOTUNE)
     if vertical_stretch:
         # One generator for the dataset's whole life, in a sequential map: the draws are the same
         # for the same seed, and differ between epochs and repeats.
         generator = tf.random.Generator.from_seed(seed)
-        dataset = dataset.map(lambda x, y: (stretch_vertically(x, y, vertical_stretch, generator), y))
+        dataset = dataset.map(lambda x, y, *w: (stretch_vertically(x, y, vertical_stretch, generator), y, *w))
     if augmentation is not None:
         dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmentation(x, training=True), 0.0, 255.0 * scale), y),
+            lambda x, y, *w: (tf.clip_by_value(augmentation(x, training=True), 0.0, 255.0 * scale), y, *w),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -58,7 +58,7 @@ class TrainConfig:
     verbose: int = 2
 
 
-BALANCE_METHODS = ("class_weight", "smote", "oversample", "none")
+BALANCE_METHODS = ("class_weight", "smote", "oversample", "none", "counter_cue")
 
 # Notebook 04 checks robustness on the shifted copy with seed 1; the copy that chooses the threshold
 # must not be the one that checks it.
@@ -382,7 +382,7 @@ def images_per_step(run: TrainConfig) -> int:
 
 
 def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, scale: float = 1 / 255,
-                     augmentation=None, vertical_stretch: dict | None = None):
+                     augmentation=None, vertical_stretch: dict | None = None, weights: np.ndarray | None = None):
     """Shuffled training batches without end, and how many make one epoch: ``fit(data, steps_per_epoch=steps)``.
 
     Given a finite dataset, Keras builds a new iterator every epoch and tears the old one down; after
@@ -393,10 +393,11 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     image (a different order from the finite dataset's after the first epoch: Keras re-creates
     that one its own way). ``augmentation`` runs inside the pipeline (``make bench`` compares that
     placement; training runs it in the model instead, ``training_model``). ``vertical_stretch``: see
-    ``preprocess.make_dataset``; it needs the labels, so it cannot run inside the model.
+    ``preprocess.make_dataset``; it needs the labels, so it cannot run inside the model. ``weights``: one
+    loss weight per image, shuffled with it.
     """
     data = preprocess.make_dataset(images, labels, batch_size, shuffle=True, augmentation=augmentation, seed=seed,
-                                   scale=scale, vertical_stretch=vertical_stretch)
+                                   scale=scale, vertical_stretch=vertical_stretch, weights=weights)
     return data.repeat(), math.ceil(len(labels) / batch_size)
 
 
@@ -445,6 +446,16 @@ def train_one(
     stem = f"{run.name}-seed{seed}"
 
     raw_val_images = val_images
+    sample_weights, weighting = None, {}
+    if run.balance == "counter_cue":  # measured on the images as decoded: the file's acquisition, not the model input
+        from pneumonia import acquisition
+        from sklearn.metrics import roc_auc_score
+
+        cue = acquisition.out_of_fold_scores(train_images, train_labels)
+        sample_weights = acquisition.counter_cue_weights(cue, train_labels, preprocess.class_weights(train_labels))
+        weighting = {"counter_cue": {"cue_roc_auc_out_of_fold": round(float(roc_auc_score(train_labels, cue)), 4),
+                                     "weight_min": round(float(sample_weights.min()), 4),
+                                     "weight_max": round(float(sample_weights.max()), 4)}}
     train_images = preprocess.normalize_intensity(train_images, run.intensity)
     val_images = preprocess.normalize_intensity(val_images, run.intensity)
     class_weight = None
@@ -462,7 +473,7 @@ def train_one(
         raise ValueError(f"balance must be one of {', '.join(BALANCE_METHODS)}, not {run.balance!r}")
 
     train_data, _ = training_batches(train_images, train_labels, images_per_step(run), seed,
-                                     vertical_stretch=run.vertical_stretch)
+                                     vertical_stretch=run.vertical_stretch, weights=sample_weights)
     # As many steps as the images make in full batches, oversampled copies not counted: an epoch costs
     # what a class-weighted one does (with ``consistency`` too, whose steps take half as many images),
     # and early stopping's patience counts the same number of steps.
@@ -500,7 +511,7 @@ def train_one(
     return _save(model, run, seed, raw_val_images, val_labels, val_prob, history.history["val_loss"], seconds,
                  dataset_sha256, models_dir, weights="none (trained from scratch)", input_scaling="pixel / 255",
                  extra={"train_images": int(len(train_labels)), "smote_synthetic_images": synthetic,
-                        "oversampled_copies": copies, "class_weight": class_weight})
+                        "oversampled_copies": copies, "class_weight": class_weight, **weighting})
 
 
 def operating_threshold(predict, val_images: np.ndarray, val_labels: np.ndarray, val_prob: np.ndarray,

@@ -24,14 +24,18 @@ def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_
 
 
 def _record(tag, map_aucs, clean=0.997, shifted=0.993, seconds=200.0, cpu="CPU A", seeds=(0, 1, 2), data="abc",
-            epochs=20, balanced=None, sensitivity=0.94):
+            epochs=20, balanced=None, sensitivity=0.94, counter_cue=None):
     balanced = balanced or [0.92] * len(map_aucs)
     per_seed = [{"seed": seed, "map_roc_auc": auc, "map_balanced_accuracy": accuracy, "train_seconds": seconds,
                  "epochs_run": epochs} for seed, auc, accuracy in zip(seeds, map_aucs, balanced)]
+    for row, accuracy in zip(per_seed, counter_cue or []):
+        row["counter_cue_balanced_accuracy"] = accuracy
     return {"tag": tag, "settings": {}, "per_seed": per_seed, "machine": {"cpu_model": cpu},
             "data_manifest_sha256": data, "profile": "full",
             "summary": {"validation_roc_auc": clean, "shifted_x1.5_roc_auc": shifted, "train_seconds": seconds,
-                        "validation_sensitivity": sensitivity, "validation_specificity": 0.99}}
+                        "validation_sensitivity": sensitivity, "validation_specificity": 0.99,
+                        **({"counter_cue_balanced_accuracy": float(sum(counter_cue) / len(counter_cue))}
+                           if counter_cue else {})}}
 
 
 def test_the_comparison_pairs_seeds_by_number_not_by_position():
@@ -142,6 +146,15 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     assert recorded["verdict"]["checks"]["same CPU"] is recorded["verdict"]["checks"]["same data and profile"] is True
     assert (tmp_path / "models" / "experiments" / "smoother" / "cnn-seed0.keras").exists()
     assert "against published: paired map AUC gain" in experiment.describe(recorded)
+    assert 0 <= row["counter_cue_balanced_accuracy"] <= 1 and row[experiment.COUNTER_CUE]["sensitivity"] >= 0
+    assert "paired counter-cue balanced-accuracy gain" in experiment.describe(recorded)
+
+    weighted = experiment.run("weighted", {"balance": "counter_cue"}, **common)
+    sidecar = json.loads((tmp_path / "models" / "experiments" / "weighted" / "cnn-seed0.json").read_text())
+    assert sidecar["class_weight"] is None
+    cue = sidecar["counter_cue"]
+    assert 0 < cue["weight_min"] < cue["weight_max"] and 0 <= cue["cue_roc_auc_out_of_fold"] <= 1
+    assert weighted["config"]["balance"] == "counter_cue"
 
 
 def test_judge_applies_the_current_rule_to_a_recorded_run_without_training(tmp_path, monkeypatch):
@@ -325,10 +338,10 @@ def test_the_fourth_rule_asks_for_a_gain_in_every_one_of_six_seeds_instead_of_a_
     assert experiment.verdict(five, rule="fourth")["adopt"] is False  # a sign test on five seeds is too weak
     small = experiment.compare(_record("v", [0.9915] * 6, seeds=range(6)), reference)
     assert experiment.verdict(small, rule="fourth")["checks"]["gain above 0.002"] is False
-    with pytest.raises(ValueError, match="one of third, fourth, fifth"):
-        experiment.verdict(comparison, rule="sixth")
-    with pytest.raises(ValueError, match="one of third, fourth, fifth"):
-        experiment.run("v", {}, rule="sixth")
+    with pytest.raises(ValueError, match="one of third, fourth, fifth, sixth"):
+        experiment.verdict(comparison, rule="seventh")
+    with pytest.raises(ValueError, match="one of third, fourth, fifth, sixth"):
+        experiment.run("v", {}, rule="seventh")
 
 
 def test_the_fifth_rule_judges_the_maps_balanced_accuracy_at_each_seeds_threshold_with_its_guards():
@@ -357,6 +370,40 @@ def test_the_fifth_rule_judges_the_maps_balanced_accuracy_at_each_seeds_threshol
     assert result["checks"]["another class mix, same answers"] is False  # specificity 0.99 -> 0.95 with more NORMAL
     mixed["summary"]["validation_half_normal_specificity"] = 0.98
     assert experiment.verdict(experiment.compare(mixed, reference), rule="fifth")["adopt"] is True
+
+
+def test_the_sixth_rule_judges_the_counter_cue_images_and_keeps_the_maps_gains():
+    seeds = range(6)
+    map_balanced = [0.95, 0.955, 0.94, 0.95, 0.96, 0.95]
+    reference = _record("ref", [0.993] * 6, seeds=seeds, balanced=map_balanced,
+                        counter_cue=[0.92, 0.93, 0.91, 0.92, 0.94, 0.92])
+    gaining = [0.94, 0.95, 0.93, 0.935, 0.96, 0.94]  # +0.015 .. +0.02
+    variant = _record("v", [0.993] * 6, seeds=seeds, balanced=map_balanced, counter_cue=gaining)
+    comparison = experiment.compare(variant, reference)
+    assert comparison["counter_cue_balanced_accuracy_gains"] == pytest.approx([0.02, 0.02, 0.02, 0.015, 0.02, 0.02])
+    sixth = experiment.verdict(comparison, rule="sixth")
+    assert sixth["adopt"] is True and "balanced-accuracy gain above 0.01" not in sixth["checks"]
+    assert experiment.verdict(comparison, rule="fifth")["adopt"] is False  # the map did not gain
+    failing = {
+        "a counter-cue balanced-accuracy gain in every seed, 6 or more": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=map_balanced, counter_cue=[0.96, 0.96, 0.94, 0.91, 0.97, 0.95]),
+        "counter-cue balanced-accuracy gain above 0.01": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=map_balanced,
+            counter_cue=[0.925, 0.935, 0.915, 0.925, 0.945, 0.925]),
+        "map balanced accuracy kept": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=[b - 0.006 for b in map_balanced], counter_cue=gaining),
+        "map AUC kept": _record("v", [0.990] * 6, seeds=seeds, balanced=map_balanced, counter_cue=gaining),
+        "clean validation sensitivity kept": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=map_balanced, counter_cue=gaining, sensitivity=0.91),
+        "clean validation AUC kept": _record(
+            "v", [0.993] * 6, seeds=seeds, balanced=map_balanced, counter_cue=gaining, clean=0.994),
+    }
+    for check, failed in failing.items():
+        result = experiment.verdict(experiment.compare(failed, reference), rule="sixth")
+        assert result["adopt"] is False and [name for name, ok in result["checks"].items() if not ok] == [check]
+    older = _record("old", [0.993] * 6, seeds=seeds, balanced=map_balanced)  # recorded before counter-cue scores
+    with pytest.raises(ValueError, match="score the older run again"):
+        experiment.verdict(experiment.compare(variant, older), rule="sixth")
 
 
 def test_a_half_normal_validation_set_keeps_every_normal_image_and_as_many_pneumonia_ones():
