@@ -9,7 +9,7 @@ TAG is a recorded run whose seeds are in models/experiments/TAG/ (default publis
 - the cue model's ROC AUC: on the training split out of fold (folds drawn per image, then grouped by patient), and on
   validation when fitted on the whole training split; the same for subsets of the measures;
 - how the training images spread over fifths of their out-of-fold cue score, per class (where the classes'
-  acquisitions overlap);
+  acquisitions overlap), and the mean measures of each class's thirds by that score (what a counter-cue image is);
 - TAG's seeds on validation, each at its own threshold: specificity per third of the NORMAL images and sensitivity per
   third of the PNEUMONIA images, ordered by cue score, and ROC AUC on the counter-cue rows (``counter_cue_rows``).
 """
@@ -52,6 +52,13 @@ def main(tag: str = "published-seeds84to89"):
                          np.where(train_labels == 1, "PNEUMONIA", "NORMAL"), rownames=["cue score"], colnames=["class"])
     print("training images per fifth of the out-of-fold cue score (fifth 5 looks most like PNEUMONIA):")
     print(fifths.to_string())
+    print("mean measures of the training images per third of their class, ordered by out-of-fold cue score:")
+    for label, name in ((0, "NORMAL"), (1, "PNEUMONIA")):
+        rows = np.flatnonzero(train_labels == label)
+        thirds = np.array_split(rows[np.argsort(out_of_fold[rows], kind="stable")], 3)
+        means = pd.DataFrame({f"{name}, {position} cue third": train_measures.iloc[third].mean()
+                              for position, third in zip(("lowest", "middle", "highest"), thirds)}).T
+        print(means.round(3).to_string())
 
     cue = acquisition.scores(acquisition.fit(train_images, train_labels), val_images)
     record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
