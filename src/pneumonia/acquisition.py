@@ -14,7 +14,7 @@ Two uses, both on the split carved from train (the test split is never read here
   third with the highest scores, the PNEUMONIA third with the lowest). A network that leans on
   acquisition fails there first; ``experiment.score`` reports it and the sixth rule judges it.
 - ``counter_cue_weights``: training weights that keep each class's total (the class weights) and move
-  weight, within a class, to the images whose acquisition looks like the other class.
+  weight, within a class (or within NORMAL only), to the images whose acquisition looks like the other class.
 """
 
 from __future__ import annotations
@@ -94,16 +94,18 @@ def counter_cue_rows(cue: np.ndarray, labels: np.ndarray, share: float = 1 / 3) 
     return np.sort(np.concatenate(chosen))
 
 
-def counter_cue_weights(cue: np.ndarray, labels: np.ndarray, class_weight: dict, cap: float = WEIGHT_CAP
-                        ) -> np.ndarray:
+def counter_cue_weights(cue: np.ndarray, labels: np.ndarray, class_weight: dict, cap: float = WEIGHT_CAP,
+                        classes=(0, 1)) -> np.ndarray:
     """Per-image training weights: each image's class weight times the inverse of the probability its
     acquisition gives its own class, capped at ``cap``, rescaled within each class so that the class keeps
     the total its class weights give it. Weight moves, within a class, to the images that look like the
-    other class's acquisitions; the balance between the classes does not move."""
+    other class's acquisitions; the balance between the classes does not move. Images of a class not in
+    ``classes`` keep their plain class weight."""
     own = np.where(labels == 1, cue, 1.0 - cue)
     surprise = np.minimum(cap, 1.0 / np.maximum(own, 1.0 / cap))
     weights = np.empty(len(labels), dtype=np.float32)
     for label in np.unique(labels):
         rows = labels == label
-        weights[rows] = class_weight[int(label)] * surprise[rows] / surprise[rows].mean()
+        moved = surprise[rows] / surprise[rows].mean() if int(label) in classes else 1.0
+        weights[rows] = class_weight[int(label)] * moved
     return weights

@@ -58,7 +58,9 @@ class TrainConfig:
     verbose: int = 2
 
 
-BALANCE_METHODS = ("class_weight", "smote", "oversample", "none", "counter_cue")
+BALANCE_METHODS = ("class_weight", "smote", "oversample", "none", "counter_cue", "counter_cue_normal")
+# Which classes' weights ``acquisition.counter_cue_weights`` moves toward their counter-cue images, per balance method.
+COUNTER_CUE_CLASSES = {"counter_cue": (0, 1), "counter_cue_normal": (0,)}
 
 # Notebook 04 checks robustness on the shifted copy with seed 1; the copy that chooses the threshold
 # must not be the one that checks it.
@@ -447,13 +449,15 @@ def train_one(
 
     raw_val_images = val_images
     sample_weights, weighting = None, {}
-    if run.balance == "counter_cue":  # measured on the images as decoded: the file's acquisition, not the model input
+    if run.balance in COUNTER_CUE_CLASSES:  # measured on the images as decoded: the file's acquisition, not the input
         from pneumonia import acquisition
         from sklearn.metrics import roc_auc_score
 
         cue = acquisition.out_of_fold_scores(train_images, train_labels)
-        sample_weights = acquisition.counter_cue_weights(cue, train_labels, preprocess.class_weights(train_labels))
-        weighting = {"counter_cue": {"cue_roc_auc_out_of_fold": round(float(roc_auc_score(train_labels, cue)), 4),
+        sample_weights = acquisition.counter_cue_weights(cue, train_labels, preprocess.class_weights(train_labels),
+                                                         classes=COUNTER_CUE_CLASSES[run.balance])
+        weighting = {"counter_cue": {"classes": list(COUNTER_CUE_CLASSES[run.balance]),
+                                     "cue_roc_auc_out_of_fold": round(float(roc_auc_score(train_labels, cue)), 4),
                                      "weight_min": round(float(sample_weights.min()), 4),
                                      "weight_max": round(float(sample_weights.max()), 4)}}
     train_images = preprocess.normalize_intensity(train_images, run.intensity)

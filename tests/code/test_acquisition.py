@@ -68,3 +68,5 @@ def test_counter_cue_weights_keep_each_class_total_and_move_weight_to_images_tha
     assert normal[3] / normal[0] == pytest.approx(5.0 / (1 / 0.95))
     assert np.allclose(acquisition.counter_cue_weights(np.full(12, 0.5), labels, class_weight),
                        [class_weight[label] for label in labels])
+    normal_only = acquisition.counter_cue_weights(cue, labels, class_weight, cap=5.0, classes=(0,))
+    assert np.allclose(normal_only[:4], normal) and np.allclose(normal_only[4:], 0.75)

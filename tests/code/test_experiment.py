@@ -17,6 +17,7 @@ def test_settings_are_read_as_literals_or_yaml_and_checked_against_the_training_
         "epochs": 40, "learning_rate": 0.002, "ema_momentum": 0.999, "dropout": 1.0, "augmentation": {"zoom": 0.3},
         "step_schedule": None, "filters": (8, 16), "antialias": True}
     assert experiment.parse_settings(["balance=oversample"]) == {"balance": "oversample"}
+    assert experiment.parse_settings(["balance=counter_cue_normal"]) == {"balance": "counter_cue_normal"}
     for bad in (["epochs"], ["=3"], ["epoch=40"], ["balance=undersample"], ["name=other"], ["epochs=forty"],
                 ["learning_rate=fast"], ["augmentation=0.3"]):
         with pytest.raises(ValueError):
@@ -154,6 +155,7 @@ def test_a_variant_is_trained_scored_on_validation_and_compared_with_the_publish
     assert sidecar["class_weight"] is None
     cue = sidecar["counter_cue"]
     assert 0 < cue["weight_min"] < cue["weight_max"] and 0 <= cue["cue_roc_auc_out_of_fold"] <= 1
+    assert cue["classes"] == [0, 1]
     assert weighted["config"]["balance"] == "counter_cue"
 
 
