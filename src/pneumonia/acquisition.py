@@ -5,8 +5,8 @@ to a square left (``eda.step_anisotropy``), its fine detail (``eda.sharpness``),
 lines (``preprocess.uniform_border``) and the grey levels of its outer ring. A gradient-boosted
 classifier on those measures alone gives each image a *cue score*: the probability of PNEUMONIA that
 its acquisition suggests. On this training split the score separates the classes with ROC AUC 0.95
-(the experiment log, "Acquisition cues"): a network can reach most of its accuracy from how an image
-was made.
+(the experiment log, "Acquisition cues"): the two classes' images were made differently enough for a
+network to learn that instead of the lungs.
 
 Two uses, both on the split carved from train (the test split is never read here):
 

@@ -96,6 +96,22 @@ def test_make_dataset_yields_float_batches_in_unit_range(augment):
         np.testing.assert_allclose(np.sort(values), np.sort(images.ravel() / 255.0), rtol=1e-6)
 
 
+def test_make_dataset_shuffles_each_weight_with_its_image():
+    images = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1) * 20  # each image one grey level: its index
+    labels = np.array([0, 1] * 6)
+    weights = np.arange(12, dtype=np.float32) / 10
+    batches = list(preprocess.make_dataset(images, labels, batch_size=5, shuffle=True, seed=3, weights=weights,
+                                           augmentation=preprocess.make_augmentation(contrast=0.0001, seed=0)))
+    seen = []
+    for x, y, w in batches:
+        index = np.rint(x.numpy().ravel() * 255 / 20).astype(int)
+        np.testing.assert_allclose(w.numpy(), weights[index], rtol=1e-6)
+        np.testing.assert_array_equal(y.numpy(), labels[index])
+        seen.extend(index)
+    assert sorted(seen) == list(range(12)) and seen != list(range(12))  # all of them, shuffled
+    assert all(len(batch) == 2 for batch in preprocess.make_dataset(images, labels, batch_size=5))
+
+
 def test_make_augmentation_is_none_when_nothing_is_asked_for():
     assert preprocess.make_augmentation() is None
     layers = preprocess.make_augmentation(rotation=0.1, shift=0.1, zoom=0.1, horizontal_flip=True).layers
