@@ -311,30 +311,24 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
         checks = {"gain above twice its spread": comparison["map_roc_auc_gain"] > 2 * comparison["map_roc_auc_gain_std"]}
     elif rule == "fourth":
         checks = {f"a gain in every seed, {min_seeds} or more": len(gains) >= min_seeds and all(g > 0 for g in gains)}
-    elif rule == "sixth":
-        if "counter_cue_balanced_accuracy_gains" not in comparison:
+    else:
+        # The fifth judges the map's balanced accuracy, the sixth the counter-cue rows' with the map's as a guard.
+        judged = "counter_cue_balanced_accuracy" if rule == "sixth" else "map_balanced_accuracy"
+        if f"{judged}_gains" not in comparison:
             raise ValueError("the sixth rule needs counter-cue scores on both sides: score the older run again "
                              "(--models TAG, no test-time change)")
-        balanced = comparison["counter_cue_balanced_accuracy_gains"]
+        balanced, named = comparison[f"{judged}_gains"], "counter-cue " if rule == "sixth" else ""
         checks = {
-            f"a counter-cue balanced-accuracy gain in every seed, {min_seeds} or more":
+            f"a {named}balanced-accuracy gain in every seed, {min_seeds} or more":
                 len(balanced) >= min_seeds and all(g > 0 for g in balanced),
-            f"counter-cue balanced-accuracy gain above {min_balanced_gain:g}":
-                comparison["counter_cue_balanced_accuracy_gain"] > min_balanced_gain,
-            "map balanced accuracy kept": comparison["map_balanced_accuracy_change"] >= -map_tolerance,
-            "map AUC kept": comparison["map_roc_auc_gain"] >= -tolerance,
-            "clean validation sensitivity kept": comparison["validation_sensitivity_change"] >= -sensitivity_tolerance,
+            f"{named}balanced-accuracy gain above {min_balanced_gain:g}":
+                comparison[f"{judged}_gain"] > min_balanced_gain,
         }
-    else:
-        balanced = comparison["map_balanced_accuracy_gains"]
-        checks = {
-            f"a balanced-accuracy gain in every seed, {min_seeds} or more":
-                len(balanced) >= min_seeds and all(g > 0 for g in balanced),
-            f"balanced-accuracy gain above {min_balanced_gain:g}":
-                comparison["map_balanced_accuracy_gain"] > min_balanced_gain,
-            "map AUC kept": comparison["map_roc_auc_gain"] >= -tolerance,
-            "clean validation sensitivity kept": comparison["validation_sensitivity_change"] >= -sensitivity_tolerance,
-        }
+        if rule == "sixth":
+            checks["map balanced accuracy kept"] = comparison["map_balanced_accuracy_change"] >= -map_tolerance
+        checks["map AUC kept"] = comparison["map_roc_auc_gain"] >= -tolerance
+        checks["clean validation sensitivity kept"] = \
+            comparison["validation_sensitivity_change"] >= -sensitivity_tolerance
         if "class_mix_change" in comparison:
             checks["another class mix, same answers"] = comparison["class_mix_change"] <= class_mix_tolerance
     if rule in ("third", "fourth"):
