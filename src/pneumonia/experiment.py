@@ -12,14 +12,14 @@ regenerated and a new one added with one command::
     pneumonia experiment views --models published published-seeds345 --test-time views=8 zoom=0 \
         --seeds 0 1 2 3 4 5 --against published published-seeds345   # trained seeds, predicted with 8 views
 
-Each run trains the seeds (models under ``models/experiments/TAG/``; with ``--models``, it takes
-recorded runs' trained seeds instead), scores every seed at its own
-validation threshold on validation, on two simulated-shift copies of it (seeds 1 and 3, strengths 1
-and 1.5, as notebook 04), on the one-change map (``preprocess.ONE_FACTOR_SHIFTS``) and on the
-counter-cue rows (:func:`counter_cue_validation`), and writes ``reports/experiments/TAG.json``.
-Against a reference run on the same seeds (``--against``, by default ``published``), it reports the
-paired gain in the map's mean ROC AUC and the rule's verdict (:func:`verdict`). Training is not reproducible across CPUs (notebook 04), so both sides must be
-trained on one machine; each record names its CPU. The test split is never read here.
+Each run trains the seeds (models under ``models/experiments/TAG/``; with ``--models``, it takes recorded
+runs' trained seeds instead), scores every seed at its own validation threshold on validation, on two
+simulated-shift copies of it (seeds 1 and 3, strengths 1 and 1.5, as notebook 04), on the one-change map
+(``preprocess.ONE_FACTOR_SHIFTS``) and on the counter-cue rows (:func:`counter_cue_validation`), and writes
+``reports/experiments/TAG.json``. Against a reference run on the same seeds (``--against``, by default
+``published``), it reports the paired gain in the map's mean ROC AUC and the rule's verdict (:func:`verdict`).
+Training is not reproducible across CPUs (notebook 04), so both sides must be trained on one machine; each
+record names its CPU. The test split is never read here.
 """
 
 from __future__ import annotations
