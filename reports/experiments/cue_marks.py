@@ -14,7 +14,6 @@ TAG is a recorded run whose seeds are in models/experiments/TAG/ (default publis
   third of the PNEUMONIA images, ordered by cue score, and ROC AUC on the counter-cue rows (``counter_cue_rows``).
 """
 
-import json
 import sys
 
 import numpy as np
@@ -23,7 +22,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from pneumonia import acquisition, evaluate, experiment, preprocess, split
-from pneumonia.models import load_model
 
 IMAGE_SIZE = 160
 SUBSETS = {
@@ -61,9 +59,7 @@ def main(tag: str = "published-seeds84to89"):
         print(means.round(3).to_string())
 
     cue = acquisition.scores(acquisition.fit(train_images, train_labels), val_images)
-    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
-    paths = experiment.recorded_models([tag], [row["seed"] for row in record["per_seed"]])
-    members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
+    members, _ = experiment.recorded_members(tag)
     probabilities = evaluate.seed_probabilities(members, val_images)
     print(f"{tag}: {len(members)} seeds on validation, each at its own threshold (mean ± sd over seeds)")
     for label, name, metric in ((0, "NORMAL specificity", "specificity"), (1, "PNEUMONIA sensitivity", "sensitivity")):

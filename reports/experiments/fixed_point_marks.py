@@ -18,16 +18,9 @@ import sys
 
 import numpy as np
 
-from pneumonia import acquisition, evaluate, experiment, preprocess, split
-from pneumonia.models import load_model
+from pneumonia import evaluate, experiment, preprocess, split
 
 IMAGE_SIZE = 160
-
-
-def members_of(tag: str) -> tuple[list, dict]:
-    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
-    paths = experiment.recorded_models(record.get("models_from", [tag]), [row["seed"] for row in record["per_seed"]])
-    return [(load_model(path), evaluate.load_sidecar(path)) for path in paths], record
 
 
 def fixed_point(probability: np.ndarray, labels: np.ndarray, specificity: float) -> float:
@@ -47,12 +40,12 @@ def main(reference: str = "published-seeds84to89-rescored", *variants: str):
     splits = split.read_splits()
     train_images, train_labels, _ = preprocess.load_split(splits, "train", IMAGE_SIZE, 1, progress=False)
     images, labels, _ = preprocess.load_split(splits, "val", IMAGE_SIZE, 1, progress=False)
-    rows = acquisition.counter_cue_rows(acquisition.scores(acquisition.fit(train_images, train_labels), images), labels)
+    rows = experiment.counter_cue_validation(train_images, train_labels, images, labels)
     views = {name: preprocess.one_factor_shift(images, name) for name in preprocess.ONE_FACTOR_SHIFTS}
-    _, reference_record = members_of(reference)
+    reference_record = json.loads((experiment.experiments_dir() / f"{reference}.json").read_text())
     reference_rows = {row["seed"]: row for row in reference_record["per_seed"]}
     for tag in variants:
-        members, _ = members_of(tag)
+        members, _ = experiment.recorded_members(tag)
         clean = evaluate.seed_probabilities(members, images)
         changed = {name: evaluate.seed_probabilities(members, view) for name, view in views.items()}
         results = {"own threshold": [], "fixed operating point": []}

@@ -11,14 +11,12 @@ specificity; then the share of black pixels at each border of the training image
 in their outer 8%, by class.
 """
 
-import json
 import sys
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pneumonia import evaluate, experiment, preprocess, split
-from pneumonia.models import load_model
 
 IMAGE_SIZE = 160
 
@@ -37,9 +35,7 @@ def framed(images: np.ndarray, share: float, level: int = 0, sides: str = "all",
 
 
 def main(tag: str = "published-seeds42to47"):
-    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
-    paths = experiment.recorded_models([tag], [row["seed"] for row in record["per_seed"]])
-    members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
+    members, _ = experiment.recorded_members(tag)
     sidecars = [sidecar for _, sidecar in members]
     splits = split.read_splits()
     images, labels, _ = preprocess.load_split(splits, "val", IMAGE_SIZE, 1, progress=False)

@@ -18,14 +18,12 @@ Prints, for each case, the seeds' mean sensitivity, specificity and ROC AUC at e
 seed's specificity.
 """
 
-import json
 import sys
 
 import numpy as np
 from PIL import Image
 
 from pneumonia import evaluate, experiment, preprocess, split
-from pneumonia.models import load_model
 
 IMAGE_SIZE = 160
 # The files' own size (the dataset's README): decoded at it, an image is not resampled.
@@ -78,9 +76,7 @@ def smoothed_alone(images: np.ndarray, box) -> np.ndarray:
 
 
 def main(tag: str = "published-seeds84to89"):
-    record = json.loads((experiment.experiments_dir() / f"{tag}.json").read_text())
-    paths = experiment.recorded_models([tag], [row["seed"] for row in record["per_seed"]])
-    members = [(load_model(path), evaluate.load_sidecar(path)) for path in paths]
+    members, _ = experiment.recorded_members(tag)
     if {(sidecar["image_size"], sidecar["channels"]) for _, sidecar in members} != {(IMAGE_SIZE, 1)}:
         raise SystemExit(f"{tag}: this diagnostic is written for {IMAGE_SIZE} px grey models")
     splits = split.read_splits()

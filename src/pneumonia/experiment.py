@@ -458,6 +458,16 @@ def recorded_models(tags: list[str], seeds, name: str = "cnn") -> list[Path]:
     return files
 
 
+def recorded_members(tag: str) -> tuple[list, dict]:
+    """The recorded run ``tag``'s seeds loaded as ``(model, sidecar)`` members, each at its sidecar's threshold,
+    and the record itself; a run that scored other runs' models (``--models``) gives those models."""
+    from pneumonia.models import load_model
+
+    record = json.loads((experiments_dir() / f"{tag}.json").read_text())
+    paths = recorded_models(record.get("models_from", [tag]), [row["seed"] for row in record["per_seed"]])
+    return [(load_model(path), evaluate.load_sidecar(path)) for path in paths], record
+
+
 def threshold_for_test_time(model, sidecar: dict, test_time: dict, val_images: np.ndarray,
                             val_labels: np.ndarray) -> dict:
     """``sidecar`` with its threshold chosen again, by the rule that chose it, on the probabilities that
