@@ -13,7 +13,6 @@ and clean sensitivity, each way.
 """
 
 import json
-import math
 import sys
 
 import numpy as np
@@ -21,13 +20,6 @@ import numpy as np
 from pneumonia import evaluate, experiment, preprocess, split
 
 IMAGE_SIZE = 160
-
-
-def fixed_point(probability: np.ndarray, labels: np.ndarray, specificity: float) -> float:
-    """The lowest threshold at which ``probability`` calls at least ``specificity`` of the NORMAL images NORMAL."""
-    normal = np.sort(probability[labels == 0])
-    needed = math.ceil(specificity * len(normal) - 1e-9)
-    return float(np.nextafter(normal[needed - 1], 1.0)) if needed else 0.0
 
 
 def balanced(labels: np.ndarray, probability: np.ndarray, threshold: float) -> float:
@@ -52,8 +44,8 @@ def main(reference: str = "published-seeds84to89-rescored", *variants: str):
         for index, (_, sidecar) in enumerate(members):
             ours = reference_rows[sidecar["seed"]]
             target = ours["validation"]["specificity"]
-            for way, threshold in (("own threshold", sidecar["threshold"]),
-                                   ("fixed operating point", fixed_point(clean[index], labels, target))):
+            fixed = evaluate.threshold_for_specificity(labels, clean[index], target)
+            for way, threshold in (("own threshold", sidecar["threshold"]), ("fixed operating point", fixed)):
                 counter_cue = balanced(labels[rows], clean[index][rows], threshold)
                 results[way].append({
                     "threshold": threshold,

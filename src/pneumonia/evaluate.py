@@ -47,6 +47,19 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return float((upper + lower) / 2)
 
 
+def threshold_for_specificity(y_true: np.ndarray, y_prob: np.ndarray, specificity: float) -> float:
+    """The lowest threshold at which at least ``specificity`` of the NORMAL images (label 0) score below it.
+
+    A model read at the threshold that gives it another model's specificity is compared on its ranking
+    alone: the experiment log's *fixed operating point*.
+    """
+    normal = np.sort(np.asarray(y_prob, dtype=float)[np.asarray(y_true) == 0])
+    if not len(normal):
+        raise ValueError("a specificity needs NORMAL images (label 0)")
+    needed = int(np.ceil(specificity * len(normal) - 1e-9))
+    return float(np.nextafter(normal[needed - 1], np.inf)) if needed else 0.0
+
+
 def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
     """Accuracy, ROC AUC, sensitivity (PNEUMONIA recall), specificity (NORMAL recall) and more."""
     y_true = np.asarray(y_true).astype(int)

@@ -237,3 +237,20 @@ def test_adapted_probabilities_depend_on_the_set_they_are_scored_with():
     assert not np.allclose(alone, together[:12])  # the same images, scored among others
     (again,) = evaluate.seed_probabilities([(model, sidecar)], images)
     np.testing.assert_array_equal(again, plain)  # nothing left behind
+
+
+def test_threshold_for_specificity_is_the_lowest_that_reaches_it():
+    truth = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    prob = np.array([0.05, 0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.9])
+    threshold = evaluate.threshold_for_specificity(truth, prob, 0.8)
+    assert evaluate.binary_metrics(truth, prob, threshold)["specificity"] == pytest.approx(0.8)
+    assert 0.3 < threshold < 0.31
+    lower = np.nextafter(threshold, 0.0)
+    assert evaluate.binary_metrics(truth, prob, lower)["specificity"] < 0.8
+    assert evaluate.threshold_for_specificity(truth, prob, 0.0) == 0.0
+    assert evaluate.binary_metrics(truth, prob, evaluate.threshold_for_specificity(truth, prob, 1.0))["specificity"] == 1.0
+
+
+def test_threshold_for_specificity_needs_normal_images():
+    with pytest.raises(ValueError, match="NORMAL"):
+        evaluate.threshold_for_specificity(np.array([1, 1]), np.array([0.2, 0.8]), 0.9)
