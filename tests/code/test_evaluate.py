@@ -248,7 +248,8 @@ def test_threshold_for_specificity_is_the_lowest_that_reaches_it():
     lower = np.nextafter(threshold, 0.0)
     assert evaluate.binary_metrics(truth, prob, lower)["specificity"] < 0.8
     assert evaluate.threshold_for_specificity(truth, prob, 0.0) == 0.0
-    assert evaluate.binary_metrics(truth, prob, evaluate.threshold_for_specificity(truth, prob, 1.0))["specificity"] == 1.0
+    every_normal = evaluate.threshold_for_specificity(truth, prob, 1.0)
+    assert evaluate.binary_metrics(truth, prob, every_normal)["specificity"] == 1.0
 
 
 def test_threshold_for_specificity_needs_normal_images():
