@@ -24,12 +24,19 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from pneumonia import acquisition, evaluate, experiment, preprocess, split
 
 IMAGE_SIZE = 160
+THIRDS = ("lowest", "middle", "highest")
 SUBSETS = {
     "all nine measures": list(acquisition.MEASURES),
     "anisotropy alone": ["anisotropy"],
     "all but anisotropy": [name for name in acquisition.MEASURES if name != "anisotropy"],
     "border lines and ring only": [name for name in acquisition.MEASURES if name.startswith(("border", "ring"))],
 }
+
+
+def thirds(cue: np.ndarray, labels: np.ndarray, label: int) -> list[np.ndarray]:
+    """The indices of class ``label``'s images in three parts, from the lowest cue scores to the highest."""
+    rows = np.flatnonzero(labels == label)
+    return np.array_split(rows[np.argsort(cue[rows], kind="stable")], 3)
 
 
 def main(tag: str = "published-seeds84to89"):
@@ -52,10 +59,8 @@ def main(tag: str = "published-seeds84to89"):
     print(fifths.to_string())
     print("mean measures of the training images per third of their class, ordered by out-of-fold cue score:")
     for label, name in ((0, "NORMAL"), (1, "PNEUMONIA")):
-        rows = np.flatnonzero(train_labels == label)
-        thirds = np.array_split(rows[np.argsort(out_of_fold[rows], kind="stable")], 3)
         means = pd.DataFrame({f"{name}, {position} cue third": train_measures.iloc[third].mean()
-                              for position, third in zip(("lowest", "middle", "highest"), thirds)}).T
+                              for position, third in zip(THIRDS, thirds(out_of_fold, train_labels, label))}).T
         print(means.round(3).to_string())
 
     cue = acquisition.scores(acquisition.fit(train_images, train_labels), val_images)
@@ -63,10 +68,8 @@ def main(tag: str = "published-seeds84to89"):
     probabilities = evaluate.seed_probabilities(members, val_images)
     print(f"{tag}: {len(members)} seeds on validation, each at its own threshold (mean ± sd over seeds)")
     for label, name, metric in ((0, "NORMAL specificity", "specificity"), (1, "PNEUMONIA sensitivity", "sensitivity")):
-        rows = np.flatnonzero(val_labels == label)
-        thirds = np.array_split(rows[np.argsort(cue[rows], kind="stable")], 3)
         cells = []
-        for position, third in zip(("lowest", "middle", "highest"), thirds):
+        for position, third in zip(THIRDS, thirds(cue, val_labels, label)):
             values = [evaluate.binary_metrics(val_labels[third], probability[third], sidecar["threshold"])[metric]
                       for probability, (_, sidecar) in zip(probabilities, members)]
             cells.append(f"{position} cue third (n={len(third)}) {np.mean(values):.3f} ± {np.std(values):.3f}")

@@ -12,7 +12,6 @@ seeds and the paired change against the reference of the counter-cue balanced ac
 and clean sensitivity, each way.
 """
 
-import json
 import sys
 
 import numpy as np
@@ -34,8 +33,7 @@ def main(reference: str = "published-seeds84to89-rescored", *variants: str):
     images, labels, _ = preprocess.load_split(splits, "val", IMAGE_SIZE, 1, progress=False)
     rows = experiment.counter_cue_validation(train_images, train_labels, images, labels)
     views = {name: preprocess.one_factor_shift(images, name) for name in preprocess.ONE_FACTOR_SHIFTS}
-    reference_record = json.loads((experiment.experiments_dir() / f"{reference}.json").read_text())
-    reference_rows = {row["seed"]: row for row in reference_record["per_seed"]}
+    reference_rows = {row["seed"]: row for row in experiment.load_reference(reference, tag="")["per_seed"]}
     for tag in variants:
         members, _ = experiment.recorded_members(tag)
         clean = evaluate.seed_probabilities(members, images)

@@ -314,7 +314,7 @@ def verdict(comparison: dict, rule: str = "third", min_gain: float = 0.002, tole
     else:
         # The fifth judges the map's balanced accuracy, the sixth the counter-cue rows' with the map's as a guard.
         judged = "counter_cue_balanced_accuracy" if rule == "sixth" else "map_balanced_accuracy"
-        if f"{judged}_gains" not in comparison:
+        if rule == "sixth" and f"{judged}_gains" not in comparison:
             raise ValueError("the sixth rule needs counter-cue scores on both sides: score the older run again "
                              "(--models TAG, no test-time change)")
         balanced, named = comparison[f"{judged}_gains"], "counter-cue " if rule == "sixth" else ""
