@@ -24,6 +24,10 @@ over every epoch after the first, validation included, as ``train.train_one`` fi
 
 Training times and the prediction speed come from the last full run (:func:`full_run_numbers`); without
 it they are named as not measured, and the values recorded earlier stay.
+
+The quality goal sits beside the speed goals: ``cnn_test_accuracy``, ``cnn_test_roc_auc``,
+``cnn_test_sensitivity`` and ``cnn_test_specificity`` (each the mean over seeds, with its ``_std``) are read
+from ``reports/metrics.json``, the test split as notebook 06 scored it once (:func:`quality_numbers`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +228,24 @@ def _predict_speed(repeats: int = 50, batch: int = 256) -> dict | None:
             "predict_batch_images_per_s": round(batch / (time.perf_counter() - started), 1)}
 
 
+def _at_least(key: str, floor: float, results: dict) -> bool:
+    return results[key] >= floor
+
+
+def quality_numbers() -> dict:
+    """``cnn_test_<metric>`` and ``cnn_test_<metric>_std`` for each metric of ``reporting.QUALITY_FLOORS``,
+    from reports/metrics.json; empty without it or without the model there (the values recorded earlier stay)."""
+    path = config.REPORTS_DIR / "metrics.json"
+    model = reporting.QUALITY_MODEL
+    test = json.loads(path.read_text()).get(model, {}).get("test", {}) if path.exists() else {}
+    numbers = {}
+    for metric in reporting.QUALITY_FLOORS:
+        if metric in test:
+            numbers[f"{model}_test_{metric}"] = round(float(test[metric]), 4)
+            numbers[f"{model}_test_{metric}_std"] = round(float(test.get(f"{metric}_std", 0.0)), 4)
+    return numbers
+
+
 GOALS = {
     "cnn_epoch_s <= 1.15 x compute_epoch_s": lambda r: r["cnn_epoch_s"] <= 1.15 * r["compute_epoch_s"],
     "cnn_epoch_s < baseline_epoch_s": lambda r: r["cnn_epoch_s"] < r["baseline_epoch_s"],
@@ -233,6 +256,9 @@ GOALS = {
     "predict_p50_ms <= 50": lambda r: r["predict_p50_ms"] <= 50,
     "predict_batch_images_per_s >= 100": lambda r: r["predict_batch_images_per_s"] >= 100,
 }
+for _metric, _floor in reporting.QUALITY_FLOORS.items():
+    _key = f"{reporting.QUALITY_MODEL}_test_{_metric}"
+    GOALS[f"{_key} >= {_floor:g}"] = partial(_at_least, _key, _floor)
 
 
 def goals(results: dict) -> dict:
@@ -255,13 +281,15 @@ def _describe(machine: dict) -> str:
 
 
 def record(results: dict) -> None:
-    """Merge ``results`` into reports/benchmarks.json (keys from other runs are kept), re-check every goal
-    against the merged numbers, and rewrite the table in reports/benchmarks.md.
+    """Merge ``results`` and the quality figures (:func:`quality_numbers`) into reports/benchmarks.json (keys
+    from other runs are kept), re-check every goal against the merged numbers, and rewrite the table in
+    reports/benchmarks.md.
 
     Both ``make bench`` and a full ``make reproduce`` record through here, so the goals never go stale."""
     path = config.REPORTS_DIR / "benchmarks.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(results)
+    current.update(quality_numbers())
     current["goals"] = goals(current)
     reporting.write_json(path, current)
     machine = current.get("machine", {})
@@ -269,7 +297,9 @@ def record(results: dict) -> None:
              f"(TensorFlow {machine.get('tensorflow', '?')}), {current.get('train_images', '?')} training images at "
              f"{current.get('image_size', '?')} px, {current.get('channels', '?')} channel(s); `reproduce_*` by the last "
              f"full `make reproduce`, on {_describe(current.get('reproduce_machine', {}))}. Times from different CPUs "
-             "do not compare: this CNN trains ~3x faster with AVX-512 than with AVX2 alone.", "",
+             "do not compare: this CNN trains ~3x faster with AVX-512 than with AVX2 alone. The `cnn_test_*` "
+             "figures are notebook 06's scores on the official test split (reports/metrics.json), the mean over "
+             "the seeds with its `_std`: the quality goal, not a time.", "",
              "| key | value |", "|---|---|"]
     for key, value in current.items():
         if isinstance(value, dict) and key not in ("goals", "machine", "reproduce_machine"):

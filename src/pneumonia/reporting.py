@@ -125,6 +125,28 @@ def comparison_table(metrics: dict) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+# The quality goal for notebook 04's CNN on the official test split, each metric the mean over its seeds
+# (``make bench`` judges it beside the speed goals).
+QUALITY_MODEL = "cnn"
+QUALITY_FLOORS = {"accuracy": 0.93, "roc_auc": 0.98, "sensitivity": 0.90, "specificity": 0.90}
+
+
+def quality_goal_line(metrics: dict) -> str | None:
+    """One sentence: ``QUALITY_MODEL``'s test scores (mean over seeds) against each floor of the quality goal,
+    met or not; None when the model or one of the metrics is missing."""
+    test = metrics.get(QUALITY_MODEL, {}).get("test", {})
+    if not all(metric in test for metric in QUALITY_FLOORS):
+        return None
+    parts = []
+    for metric, floor in QUALITY_FLOORS.items():
+        value = test[metric]
+        shown, goal = ((f"{value:.3f}", f"{floor:.2f}") if metric == "roc_auc"
+                       else (f"{100 * value:.1f}%", f"{100 * floor:g}%"))
+        name = {"roc_auc": "ROC AUC"}.get(metric, metric)
+        parts.append(f"{name} {shown} (goal ≥ {goal}: {'met' if value >= floor else '**not met**'})")
+    return f"Quality goal for `{QUALITY_MODEL}`, mean over its seeds: " + ", ".join(parts) + "."
+
+
 def write_reports_readme(metrics: dict, benchmarks: dict | None = None, figures: list[str] | None = None) -> Path:
     """Regenerate reports/README.md: the one-page summary of the last full run."""
     from pneumonia import config
@@ -143,6 +165,9 @@ def write_reports_readme(metrics: dict, benchmarks: dict | None = None, figures:
         "",
         comparison_table(metrics),
     ]
+    goal = quality_goal_line(metrics)
+    if goal:
+        lines += [goal, ""]
     if any(entry.get("weights") == "none" for entry in metrics.values()):
         lines += ["A model with random-init weights was trained without ImageNet weights (unavailable offline): it is "
                   "not transfer learning and says nothing about what VGG16's ImageNet features would achieve.", ""]

@@ -62,3 +62,29 @@ def test_numbers_of_the_full_run_that_are_missing_are_named_and_the_earlier_ones
     bench.record(numbers)
     recorded = json.loads((tmp_path / "benchmarks.json").read_text())
     assert recorded["cnn_train_s"] == 261.5 and recorded["predict_p50_ms"] == 14.0
+
+
+def test_the_quality_goal_is_read_from_the_test_scores_and_judged_beside_the_speed_goals(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "REPORTS_DIR", tmp_path)
+    bench.record({"cnn_epoch_s": 9.0})
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert recorded["goals"]["cnn_test_specificity >= 0.9"] is None  # notebook 06 has not scored the test split
+
+    test = {"accuracy": 0.9183, "accuracy_std": 0.007, "roc_auc": 0.9752, "roc_auc_std": 0.0025,
+            "sensitivity": 0.9658, "sensitivity_std": 0.0059, "specificity": 0.839, "specificity_std": 0.0243}
+    (tmp_path / "metrics.json").write_text(json.dumps({"cnn": {"test": test}, "cnn_smote": {"test": {"accuracy": 0.99}}}))
+    bench.record({})
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert recorded["cnn_test_specificity"] == 0.839 and recorded["cnn_test_specificity_std"] == 0.0243
+    assert recorded["cnn_epoch_s"] == 9.0
+    met = {goal: value for goal, value in recorded["goals"].items() if goal.startswith("cnn_test_")}
+    assert met == {"cnn_test_accuracy >= 0.93": False, "cnn_test_roc_auc >= 0.98": False,
+                   "cnn_test_sensitivity >= 0.9": True, "cnn_test_specificity >= 0.9": False}
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "| cnn_test_specificity >= 0.9 | no |" in text and "| `cnn_test_accuracy` | 0.9183 |" in text
+
+    test.update(accuracy=0.95, roc_auc=0.985, specificity=0.92)
+    (tmp_path / "metrics.json").write_text(json.dumps({"cnn": {"test": test}}))
+    bench.record({})
+    recorded = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert all(value for goal, value in recorded["goals"].items() if goal.startswith("cnn_test_"))

@@ -79,6 +79,20 @@ def test_reports_readme_tables_every_model_and_links_the_benchmarks_instead_of_c
     assert reporting.DISCLAIMER in text
 
 
+def test_reports_readme_says_which_floors_of_the_quality_goal_the_cnn_meets():
+    from pneumonia import reporting
+
+    test = {"accuracy": 0.9183, "sensitivity": 0.9658, "specificity": 0.839, "roc_auc": 0.9752}
+    line = reporting.quality_goal_line({"cnn": {"test": test}})
+    assert line == ("Quality goal for `cnn`, mean over its seeds: accuracy 91.8% (goal ≥ 93%: **not met**), "
+                    "ROC AUC 0.975 (goal ≥ 0.98: **not met**), sensitivity 96.6% (goal ≥ 90%: met), "
+                    "specificity 83.9% (goal ≥ 90%: **not met**).")
+    assert line in reporting.write_reports_readme({"cnn": {"test": test, "seeds": [0]}}).read_text()
+    assert reporting.quality_goal_line({"cnn": {"test": {**test, "accuracy": 0.93}}}).count("**not met**") == 2
+    assert reporting.quality_goal_line({"cnn_smote": {"test": test}}) is None
+    assert reporting.quality_goal_line({"cnn": {"test": {"accuracy": 0.95}}}) is None
+
+
 def test_comparison_table_says_when_a_threshold_also_saw_a_shifted_copy():
     from pneumonia import reporting
 

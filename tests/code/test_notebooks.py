@@ -104,6 +104,10 @@ def test_smoke_chain_runs_on_synthetic_data(smoke_workspace):
     for key in ("cnn_epoch_s", "compute_epoch_s", "baseline_epoch_s", "training_epoch_mean_s",
                 "finite_iterator_epoch_mean_s", "cnn_train_s", "peak_rss_mb"):
         assert benchmarks[key] > 0, key
+    # The quality goal is judged on what notebook 06 wrote, beside the speed goals.
+    scored = json.loads((tmp_path / "reports" / "metrics.json").read_text())["cnn"]["test"]
+    assert benchmarks["cnn_test_roc_auc"] == round(scored["roc_auc"], 4)
+    assert benchmarks["goals"]["cnn_test_roc_auc >= 0.98"] is (scored["roc_auc"] >= 0.98)
 
 
 def test_a_failing_notebook_is_named_with_its_cell_and_earlier_reports_survive(tmp_path):
