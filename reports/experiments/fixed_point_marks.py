@@ -22,8 +22,7 @@ IMAGE_SIZE = 160
 
 
 def balanced(labels: np.ndarray, probability: np.ndarray, threshold: float) -> float:
-    scored = evaluate.binary_metrics(labels, probability, threshold)
-    return (scored["sensitivity"] + scored["specificity"]) / 2
+    return evaluate.balanced_accuracy(evaluate.binary_metrics(labels, probability, threshold))
 
 
 def main(reference: str = "published-seeds84to89-rescored", *variants: str):

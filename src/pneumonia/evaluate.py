@@ -81,6 +81,11 @@ def binary_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.
     }
 
 
+def balanced_accuracy(scored):
+    """The mean of sensitivity and specificity, from ``binary_metrics``' dict or a frame of its columns."""
+    return (scored["sensitivity"] + scored["specificity"]) / 2
+
+
 def bootstrap_ci(
     y_true: np.ndarray,
     probabilities,

@@ -143,11 +143,10 @@ def score(members, val_images: np.ndarray, val_labels: np.ndarray, shift_strengt
                 scored = evaluate.binary_metrics(val_labels[counter_cue], probability[counter_cue],
                                                  sidecar["threshold"])
                 row[COUNTER_CUE] = {metric: scored[metric] for metric in evaluate.HEADLINE}
-                row["counter_cue_balanced_accuracy"] = (scored["sensitivity"] + scored["specificity"]) / 2
+                row["counter_cue_balanced_accuracy"] = evaluate.balanced_accuracy(scored)
         ensemble[f"{condition}_roc_auc"] = evaluate.binary_metrics(val_labels, np.mean(probabilities, axis=0))["roc_auc"]
     table = evaluate.one_factor_table(members, val_images, val_labels, progress=progress, test_time=test_time)
-    changed = table[table["shift"] != "none"].assign(
-        balanced_accuracy=lambda frame: (frame["sensitivity"] + frame["specificity"]) / 2)
+    changed = table[table["shift"] != "none"].assign(balanced_accuracy=evaluate.balanced_accuracy)
     by_seed = changed.groupby("seed")[["roc_auc", "balanced_accuracy"]].mean()
     for row in per_seed:
         row["map_roc_auc"] = float(by_seed.loc[row["seed"], "roc_auc"])
